@@ -1,0 +1,329 @@
+"""The PBX port: typed commands and typed events shared by every PBX driver.
+
+The core never sees an AMI header or an ESL event.  A driver turns its
+protocol into the events below and implements :class:`PbxPort`.  Every
+command is async, has a deadline and raises :class:`ConnectionLost` or
+:class:`Timeout` instead of hanging.  A command is never re-sent by itself
+after a reconnect: a replayed originate dials a customer twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
+
+from callcenterd.protocols.errors import ConnectionLost, Timeout
+
+__all__ = ["ConnectionLost", "Timeout"]  # re-exported: the port's errors
+
+
+# --------------------------------------------------------------------- errors
+class PbxError(Exception):
+    """Base class of the errors a PBX command can raise besides
+    ConnectionLost and Timeout (which come from the protocol layer)."""
+
+
+class CommandFailed(PbxError):
+    """The PBX answered, and said no (unknown channel, bad argument...)."""
+
+
+class UnsafeValue(PbxError, ValueError):
+    """A value would inject protocol syntax (CR, LF, NUL...) and was refused."""
+
+
+# ------------------------------------------------------------------ outcomes
+class Outcome(str, enum.Enum):
+    """Normalised end of a leg, the same on every PBX.
+
+    Asterisk hangup causes / OriginateResponse reasons and FreeSWITCH
+    hangup causes all map onto this list.
+    """
+
+    ANSWERED = "answered"  # the leg was answered and later ended normally
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    CONGESTION = "congestion"
+    REJECTED = "rejected"
+    FAILED = "failed"  # bad endpoint, no route, unknown technology...
+    CANCELLED = "cancelled"  # we (or the other party) hung up before answer
+
+
+# Q.850 cause codes shared by Asterisk (causes.h) and FreeSWITCH
+# (switch_types.h switch_call_cause_t).
+_Q850_OUTCOME = {
+    16: Outcome.ANSWERED,  # normal clearing
+    17: Outcome.BUSY,  # user busy
+    18: Outcome.NO_ANSWER,  # no user responding
+    19: Outcome.NO_ANSWER,  # no answer
+    20: Outcome.FAILED,  # subscriber absent
+    21: Outcome.REJECTED,  # call rejected
+    1: Outcome.FAILED,  # unallocated number
+    3: Outcome.FAILED,  # no route to destination
+    27: Outcome.FAILED,  # destination out of order
+    28: Outcome.FAILED,  # invalid number format
+    31: Outcome.ANSWERED,  # normal, unspecified
+    34: Outcome.CONGESTION,  # no circuit available
+    38: Outcome.CONGESTION,  # network out of order
+    41: Outcome.CONGESTION,  # temporary failure
+    42: Outcome.CONGESTION,  # switching equipment congestion
+    44: Outcome.CONGESTION,  # requested channel not available
+    47: Outcome.CONGESTION,  # resource unavailable
+    58: Outcome.FAILED,  # bearer capability not available
+    66: Outcome.FAILED,  # channel type not implemented
+    88: Outcome.FAILED,  # incompatible destination
+    102: Outcome.NO_ANSWER,  # recovery on timer expiry
+    127: Outcome.FAILED,  # interworking
+    487: Outcome.CANCELLED,  # FreeSWITCH ORIGINATOR_CANCEL
+}
+
+
+def outcome_from_q850(cause: int, answered: bool) -> Outcome:
+    """Map a Q.850 hangup cause to an outcome.
+
+    A leg that was answered ended as ``ANSWERED`` whatever the clearing
+    cause; before answer, cause 0/16 means nobody picked up and somebody
+    gave up (``CANCELLED``).
+    """
+    if answered:
+        return Outcome.ANSWERED
+    if cause in (0, 16, 31):
+        return Outcome.CANCELLED
+    return _Q850_OUTCOME.get(cause, Outcome.FAILED)
+
+
+# -------------------------------------------------------------------- values
+_FORBIDDEN = ("\r", "\n", "\x00")
+
+
+def check_safe(value: str, what: str = "value") -> str:
+    """Refuse a value that carries CR, LF or NUL; return it unchanged otherwise.
+
+    Every driver calls this on every caller-, CRM- or CSV-supplied string
+    before it reaches the wire.  The message never echoes the value (it may
+    be a secret or hostile).
+    """
+    if not isinstance(value, str):
+        raise UnsafeValue(f"{what} must be a string, not {type(value).__name__}")
+    for ch in _FORBIDDEN:
+        if ch in value:
+            raise UnsafeValue(f"{what} contains a forbidden control character ({ch!r})")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CallerId:
+    number: str = ""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_safe(self.number, "caller ID number")
+        check_safe(self.name, "caller ID name")
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateRequest:
+    """Ask the PBX to create a new leg.
+
+    ``leg_id`` is chosen by the caller (the core) so that events about the
+    leg can be matched before the PBX has answered the request.
+    ``endpoint`` is a device string as the PBX understands it
+    (``PJSIP/1001``, ``Local/1001@agents/n``, ``user/1001``).
+    """
+
+    leg_id: str
+    endpoint: str
+    caller_id: CallerId = CallerId()
+    ring_timeout: float = 20.0
+    variables: Mapping[str, str] = field(default_factory=dict)
+    amd: bool = False
+    call_id: str = ""  # the journey this leg belongs to
+
+    def __post_init__(self) -> None:
+        check_safe(self.leg_id, "leg id")
+        check_safe(self.endpoint, "endpoint")
+        check_safe(self.call_id, "call id")
+        for k, v in self.variables.items():
+            check_safe(k, "variable name")
+            check_safe(v, f"variable {k}")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldSpec:
+    """Park a caller on hold: music plus periodic position announcements."""
+
+    moh_class: str = "default"
+    announce_every: float = 0.0  # seconds; 0 = never announce
+    position: int = 0
+    wait_estimate: float | None = None  # seconds
+
+
+# -------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class CallArrived:
+    """A new inbound call was handed to callcenterd (FastAGI / outbound ESL)."""
+
+    leg_id: str
+    caller_id: CallerId
+    dnis: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LegRinging:
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegHungUp:
+    leg_id: str
+    outcome: Outcome
+    cause: int = 0  # raw Q.850 cause, for the record
+    cause_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    leg_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bridged:
+    leg_a: str
+    leg_b: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unbridged:
+    leg_a: str
+    leg_b: str
+
+
+class AmdVerdict(str, enum.Enum):
+    HUMAN = "human"
+    MACHINE = "machine"
+    NOTSURE = "notsure"
+
+
+@dataclass(frozen=True, slots=True)
+class AmdResult:
+    leg_id: str
+    verdict: AmdVerdict
+    cause: str = ""
+
+
+class DeviceStatus(str, enum.Enum):
+    NOT_INUSE = "not-inuse"
+    INUSE = "inuse"
+    BUSY = "busy"
+    RINGING = "ringing"
+    UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    device: str
+    status: DeviceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCall:
+    """A caller found on hold in the PBX, as seen at (re)connect time."""
+
+    leg_id: str
+    queue: str
+    enqueued_at: float  # epoch seconds, as stamped on the call when it first queued
+    priority: int = 0
+    call_id: str = ""
+    caller_id: CallerId = CallerId()
+    skills: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PbxSnapshot:
+    """What a driver sees right after (re)connecting, for the core to resync."""
+
+    legs: frozenset[str] = frozenset()  # every leg the PBX still has up
+    waiting: Sequence[WaitingCall] = ()
+    restarted: bool = False  # True when the PBX itself restarted (calls lost)
+
+
+@dataclass(frozen=True, slots=True)
+class PbxUp:
+    node: str
+    snapshot: PbxSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PbxDown:
+    node: str
+    reason: str
+
+
+PbxEvent = Union[
+    CallArrived,
+    LegRinging,
+    LegAnswered,
+    LegHungUp,
+    Dtmf,
+    Bridged,
+    Unbridged,
+    AmdResult,
+    DeviceState,
+    PbxUp,
+    PbxDown,
+]
+
+
+# ---------------------------------------------------------------------- port
+@runtime_checkable
+class PbxPort(Protocol):
+    """What the core may ask of a PBX.  Implemented by every driver."""
+
+    node: str
+
+    async def originate(self, request: OriginateRequest) -> None:
+        """Start dialling a leg; the result arrives as LegAnswered / LegHungUp."""
+
+    async def bridge(self, leg_a: str, leg_b: str) -> None: ...
+
+    async def hangup(self, leg_id: str, cause: int = 16) -> None: ...
+
+    async def play(self, leg_id: str, prompts: Sequence[str]) -> None: ...
+
+    async def play_and_collect(
+        self,
+        leg_id: str,
+        prompts: Sequence[str],
+        max_digits: int,
+        timeout: float,
+        terminators: str = "#",
+    ) -> str: ...
+
+    async def hold(self, call: WaitingCall, spec: HoldSpec) -> None:
+        """Put a caller on hold; the driver stamps ``call`` on the leg in the PBX
+        so that it comes back in :meth:`snapshot` after our restart."""
+
+    async def update_hold(self, leg_id: str, spec: HoldSpec) -> None:
+        """Refresh position / estimated wait announced to a held caller."""
+
+    async def moh(self, leg_id: str, on: bool, moh_class: str = "default") -> None: ...
+
+    async def redirect(self, leg_id: str, destination: str) -> None:
+        """Send a leg to a PBX destination (``context,exten,priority`` / extension)."""
+
+    async def record(self, leg_id: str, on: bool, path: str = "") -> None: ...
+
+    async def set_var(self, leg_id: str, name: str, value: str) -> None: ...
+
+    async def get_var(self, leg_id: str, name: str) -> str | None: ...
+
+    async def snapshot(self) -> PbxSnapshot: ...
