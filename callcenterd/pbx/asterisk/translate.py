@@ -1,0 +1,260 @@
+"""AMI events -> PBX port events.  Pure: no I/O, fed one message at a time.
+
+Only legs the driver tracks (callers it was handed, agent legs it
+originated) produce events, so the flood of ``;2`` Local halves, VarSet and
+TestEvent stays out of the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from callcenterd.pbx.api import (
+    Bridged,
+    DeviceState,
+    DeviceStatus,
+    Dtmf,
+    LegAnswered,
+    LegHungUp,
+    LegRinging,
+    Outcome,
+    PbxEvent,
+    Unbridged,
+    outcome_from_q850,
+)
+
+
+class AmiMessage(Protocol):
+    name: str
+
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+
+
+# OriginateResponse Reason (include/asterisk/channel.h AST_CONTROL_*):
+# 1 hangup, 3 ringing timed out (no answer), 4 answered, 5 busy, 8 congestion.
+# Reason 0 covers rejected / no such extension / unknown technology /
+# cancelled: the real cause is in the ;1 leg's Hangup event, when there is one.
+_REASON_OUTCOME = {
+    1: Outcome.CANCELLED,
+    3: Outcome.NO_ANSWER,
+    5: Outcome.BUSY,
+    8: Outcome.CONGESTION,
+}
+
+# devicestate.c ast_devstate_str()
+_DEVICE_STATES = {
+    "NOT_INUSE": DeviceStatus.NOT_INUSE,
+    "INUSE": DeviceStatus.INUSE,
+    "BUSY": DeviceStatus.BUSY,
+    "RINGING": DeviceStatus.RINGING,
+    "RINGINUSE": DeviceStatus.RINGING,
+    "ONHOLD": DeviceStatus.INUSE,
+    "UNAVAILABLE": DeviceStatus.UNAVAILABLE,
+    "INVALID": DeviceStatus.UNAVAILABLE,
+    "UNKNOWN": DeviceStatus.UNKNOWN,
+}
+
+
+def device_key(device: str) -> str:
+    """The name Asterisk's device state uses for a dial string.
+
+    ``Local/1001@agents/n`` -> ``Local/1001@agents`` (core_local.c strips the
+    options); ``PJSIP/1001`` stays as it is.
+    """
+    if device.startswith("Local/"):
+        return device.split("/", 2)[0] + "/" + device.split("/", 2)[1]
+    return device
+
+
+@dataclass(slots=True)
+class _Leg:
+    originated: bool = False
+    answered: bool = False
+    awaiting_response: bool = False  # an Originate is in flight for it
+    cause: int | None = None  # from its Hangup event, if seen first
+    we_hung_up: bool = False
+    ended: bool = False
+    bridge: str = ""
+
+
+@dataclass(slots=True)
+class AmiTranslator:
+    """Turns AMI messages into port events for the legs it tracks."""
+
+    legs: dict[str, _Leg] = field(default_factory=dict)
+    originates: dict[str, str] = field(default_factory=dict)  # ActionID -> leg id
+    channels: dict[str, str] = field(default_factory=dict)  # uniqueid -> channel name
+    bridges: dict[str, set[str]] = field(default_factory=dict)  # bridge id -> tracked legs
+
+    # ------------------------------------------------------------ tracking
+    def track(self, leg_id: str) -> None:
+        """Start reporting a leg that exists already (a caller)."""
+        self.legs.setdefault(leg_id, _Leg(answered=True))
+
+    def originating(self, action_id: str, leg_id: str) -> None:
+        """An Originate with ``ChannelId: leg_id`` is about to be sent."""
+        self.originates[action_id] = leg_id
+        self.legs[leg_id] = _Leg(originated=True, awaiting_response=True)
+
+    def originate_refused(self, action_id: str) -> None:
+        leg_id = self.originates.pop(action_id, None)
+        if leg_id is not None:
+            self.legs.pop(leg_id, None)
+
+    def hanging_up(self, leg_id: str) -> None:
+        leg = self.legs.get(leg_id)
+        if leg is not None:
+            leg.we_hung_up = True
+
+    def channel_name(self, leg_id: str) -> str:
+        """The channel name to address a leg by (uniqueid works too, but
+        a name is cheaper for Asterisk to look up)."""
+        return self.channels.get(leg_id, leg_id)
+
+    def forget(self, leg_id: str) -> None:
+        self.legs.pop(leg_id, None)
+        self.channels.pop(leg_id, None)
+
+    def reset(self) -> None:
+        """The AMI connection dropped: in-flight Originates will never get
+        their OriginateResponse on this session."""
+        self.originates.clear()
+        self.bridges.clear()
+
+    # --------------------------------------------------------------- events
+    def feed(self, msg: AmiMessage) -> list[PbxEvent]:
+        handler = self._handlers.get(msg.name)
+        if handler is None:
+            return []
+        return handler(self, msg)
+
+    def _newchannel(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        if uid in self.legs:
+            self.channels[uid] = msg.get("Channel") or uid
+        return []
+
+    def _newstate(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None or not leg.originated or leg.answered:
+            return []
+        if msg.get("ChannelStateDesc") == "Ringing":
+            return [LegRinging(uid)]
+        return []
+
+    def _originate_response(self, msg: AmiMessage) -> list[PbxEvent]:
+        leg_id = self.originates.pop(msg.get("ActionID") or "", None)
+        if leg_id is None:
+            return []
+        leg = self.legs.get(leg_id)
+        if leg is None or leg.ended:
+            return []
+        leg.awaiting_response = False
+        if msg.get("Response") == "Success":
+            leg.answered = True
+            return [LegAnswered(leg_id)]
+        try:
+            reason = int(msg.get("Reason") or 0)
+        except ValueError:
+            reason = 0
+        outcome = _REASON_OUTCOME.get(reason)
+        cause = leg.cause or 0
+        if outcome is None:
+            if leg.cause is not None and leg.cause not in (0, 16):
+                outcome = outcome_from_q850(leg.cause, False)
+            elif leg.we_hung_up:
+                outcome = Outcome.CANCELLED
+            else:
+                outcome = Outcome.FAILED
+        if leg.cause is not None:
+            return self._end(leg_id, leg, outcome, cause)
+        # The ;1 Hangup has not come yet (the order varies between runs):
+        # report now and swallow that Hangup later, if a channel exists at all
+        # (an unknown technology never creates one).
+        return self._end(leg_id, leg, outcome, cause, keep=leg_id in self.channels)
+
+    def _hangup(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None:
+            return []
+        try:
+            cause = int(msg.get("Cause") or 0)
+        except ValueError:
+            cause = 0
+        if leg.ended:
+            self.forget(uid)
+            return []
+        if leg.awaiting_response:
+            # Before answer the ;1 half of a Local channel reports cause 0 for
+            # a busy callee (core_local.c); OriginateResponse's Reason is the
+            # better source.  Remember the cause and wait for it.
+            leg.cause = cause
+            return []
+        outcome = outcome_from_q850(cause, leg.answered)
+        if leg.we_hung_up and not leg.answered:
+            outcome = Outcome.CANCELLED
+        events = self._end(uid, leg, outcome, cause)
+        self.forget(uid)
+        return events
+
+    def _end(self, leg_id: str, leg: _Leg, outcome: Outcome, cause: int, keep: bool = False) -> list[PbxEvent]:
+        leg.ended = True
+        events: list[PbxEvent] = []
+        if leg.bridge:
+            events.extend(self._leave_bridge(leg_id, leg))
+        events.append(LegHungUp(leg_id, outcome, cause))
+        if not keep:
+            self.forget(leg_id)
+        return events
+
+    def _bridge_enter(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None:
+            return []
+        bridge_id = msg.get("BridgeUniqueid") or ""
+        leg.bridge = bridge_id
+        members = self.bridges.setdefault(bridge_id, set())
+        events: list[PbxEvent] = [Bridged(other, uid) for other in sorted(members)]
+        members.add(uid)
+        return events
+
+    def _bridge_leave(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None or not leg.bridge:
+            return []
+        return self._leave_bridge(uid, leg)
+
+    def _leave_bridge(self, uid: str, leg: _Leg) -> list[PbxEvent]:
+        members = self.bridges.get(leg.bridge, set())
+        members.discard(uid)
+        events: list[PbxEvent] = [Unbridged(other, uid) for other in sorted(members)]
+        if not members:
+            self.bridges.pop(leg.bridge, None)
+        leg.bridge = ""
+        return events
+
+    def _dtmf_end(self, msg: AmiMessage) -> list[PbxEvent]:
+        uid = msg.get("Uniqueid") or ""
+        if uid not in self.legs or msg.get("Direction") != "Received":
+            return []
+        return [Dtmf(uid, msg.get("Digit") or "")]
+
+    def _device_state(self, msg: AmiMessage) -> list[PbxEvent]:
+        status = _DEVICE_STATES.get(msg.get("State") or "", DeviceStatus.UNKNOWN)
+        return [DeviceState(msg.get("Device") or "", status)]
+
+    _handlers = {
+        "Newchannel": _newchannel,
+        "Newstate": _newstate,
+        "OriginateResponse": _originate_response,
+        "Hangup": _hangup,
+        "BridgeEnter": _bridge_enter,
+        "BridgeLeave": _bridge_leave,
+        "DTMFEnd": _dtmf_end,
+        "DeviceStateChange": _device_state,
+    }

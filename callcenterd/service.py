@@ -1,0 +1,290 @@
+"""The contact-center service: one task that feeds the pure core.
+
+PBX events (from every driver) and timer deadlines go into the ACD; the
+commands it emits are executed on the right driver; the facts go to the
+journey builder, the CDR sink and the store.  All ACD decisions happen in
+this one task, so the core needs no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Awaitable, Callable, Mapping
+
+import structlog
+
+from callcenterd.core import commands as cmd
+from callcenterd.core import facts
+from callcenterd.pbx.api import (
+    CallArrived,
+    DeviceState,
+    LegAnswered,
+    LegHungUp,
+    Outcome,
+    PbxDown,
+    PbxEvent,
+    PbxPort,
+    PbxUp,
+)
+
+log = structlog.get_logger(__name__)
+
+#: PBX events waiting for the core.  Drivers never block on it: a full
+#: queue means the core is wedged, which the watchdog will notice.
+EVENT_QUEUE_SIZE = 10_000
+#: Longest sleep between two looks at the ACD's timers.
+MAX_IDLE = 1.0
+
+
+class CallCenter:
+    """Runs the ACD against a set of PBX drivers (one per node)."""
+
+    def __init__(
+        self,
+        acd: Any,
+        drivers: Mapping[str, PbxPort],
+        *,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        journeys: Any = None,
+        cdr: Any = None,
+        store: Any = None,
+        queues: frozenset[str] = frozenset(),
+        default_queue: str = "",
+    ) -> None:
+        self.acd = acd
+        self.drivers = dict(drivers)
+        self._clock = clock
+        self._new_id = new_id
+        self._journeys = journeys
+        self._cdr = cdr
+        self._store = store
+        self._queues = queues
+        self._default_queue = default_queue
+        self.events: asyncio.Queue[PbxEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._leg_tail: dict[str, asyncio.Task[None]] = {}
+        self._store_ops: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: list[Callable[[Any], None]] = []
+        self._wake = asyncio.Event()
+        self.dropped_events = 0
+
+    # ------------------------------------------------------------- inputs
+    def emit(self, event: PbxEvent) -> None:
+        """Called by drivers; never blocks."""
+        try:
+            self.events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped_events += 1
+            log.error("core.event_queue_full", dropped=self.dropped_events, event=type(event).__name__)
+
+    def add_listener(self, listener: Callable[[Any], None]) -> None:
+        """Receive every fact (live status, tests)."""
+        self._listeners.append(listener)
+
+    def control(self, method: str, *args: Any) -> None:
+        """Run an agent-control input (login, pause...) on the ACD now.
+
+        Raises what the ACD raises (UnknownAgent...), before any output.
+        """
+        outputs = getattr(self.acd, method)(*args)
+        self._process(outputs)
+        self._wake.set()
+
+    # --------------------------------------------------------------- loop
+    async def run(self) -> None:
+        store_task = asyncio.create_task(self._store_writer(), name="store-writer")
+        try:
+            while True:
+                timeout = MAX_IDLE
+                deadline = self.acd.next_deadline()
+                if deadline is not None:
+                    timeout = max(0.0, min(MAX_IDLE, deadline - self._clock()))
+                event = None
+                getter = asyncio.ensure_future(self.events.get())
+                waker = asyncio.ensure_future(self._wake.wait())
+                try:
+                    done, _ = await asyncio.wait({getter, waker}, timeout=timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
+                    if getter.done() and not getter.cancelled():
+                        event = getter.result()
+                    else:
+                        getter.cancel()
+                self._wake.clear()
+                if event is not None:
+                    self.dispatch(event)
+                    while not self.events.empty():  # drain a burst before ticking
+                        self.dispatch(self.events.get_nowait())
+                self._process(self.acd.tick())
+        finally:
+            self._store_ops.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(store_task, 5)
+
+    def dispatch(self, event: PbxEvent) -> None:
+        """Feed one PBX event into the core and act on what it says."""
+        acd = self.acd
+        try:
+            if isinstance(event, CallArrived):
+                outputs = self._arrived(event)
+            elif isinstance(event, LegAnswered):
+                outputs = acd.leg_answered(event.leg_id)
+            elif isinstance(event, LegHungUp):
+                outputs = acd.leg_hung_up(event.leg_id, event.outcome)
+            elif isinstance(event, DeviceState):
+                outputs = acd.device_state(event.device, event.status)
+            elif isinstance(event, PbxUp):
+                outputs = acd.pbx_up(event.node, event.snapshot)
+            elif isinstance(event, PbxDown):
+                outputs = acd.pbx_down(event.node)
+            else:
+                return
+        except Exception:
+            log.exception("core.dispatch_failed", event=type(event).__name__)
+            return
+        self._process(outputs)
+
+    def _arrived(self, event: CallArrived) -> list[Any]:
+        """Inbound call: until the IVR wave, the dialplan names the queue."""
+        call_id = self._new_id()
+        queue = event.variables.get("queue", "") or self._default_queue
+        started = facts.CallStarted(
+            at=self._clock(), call_id=call_id, leg_id=event.leg_id,
+            caller_number=event.caller_id.number, caller_name=event.caller_id.name,
+            dnis=event.dnis, node=event.node,
+        )
+        outputs: list[Any] = [started]
+        if queue not in self._queues:
+            log.warning("call.unknown_queue", call_id=call_id, queue=queue)
+            queue = self._default_queue
+            if not queue:
+                outputs.append(cmd.Hangup(event.node, event.leg_id, 1))
+                outputs.append(facts.CallEnded(self._clock(), call_id, "rejected"))
+                return outputs
+        outputs.extend(self.acd.call_waiting(
+            call_id, event.leg_id, event.node, queue, caller=event.caller_id,
+        ))
+        return outputs
+
+    # ------------------------------------------------------------ outputs
+    def _process(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, (cmd.Originate, cmd.Bridge, cmd.Hangup, cmd.Hold, cmd.UpdateHold, cmd.Redirect)):
+                if isinstance(out, cmd.Hold) and self._store is not None:
+                    self._remember_waiting(out)
+                self._execute(out)
+            else:
+                self._record(out)
+
+    def _record(self, fact: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(fact)
+            except Exception:
+                log.exception("core.listener_failed")
+        if self._cdr is not None:
+            self._cdr.submit_fact(fact)
+        if self._journeys is not None:
+            for journey in self._journeys.apply(fact):
+                if self._cdr is not None:
+                    self._cdr.submit_journey(journey)
+        if self._store is not None:
+            self._persist(fact)
+
+    def _persist(self, fact: Any) -> None:
+        store = self._store
+        if isinstance(fact, facts.CallEnded):
+            self._store_ops.put_nowait(lambda: store.remove_waiting(fact.call_id))
+        elif isinstance(fact, facts.CallerConnected):
+            self._store_ops.put_nowait(lambda: store.remove_waiting(fact.call_id))
+        elif isinstance(fact, (facts.AgentLoggedIn, facts.AgentLoggedOut, facts.AgentPaused, facts.AgentUnpaused)):
+            state = self.acd.export_state().get(fact.agent, {})
+            self._store_ops.put_nowait(lambda: store.save_agent(
+                fact.agent, bool(state.get("logged_in")), bool(state.get("paused")),
+                str(state.get("reason", "")), fact.at))
+
+    def _remember_waiting(self, hold: cmd.Hold) -> None:
+        """The store keeps each waiting caller's original order as a second
+        source of truth beside the CC_* stamps on the channel."""
+        w, store = hold.call, self._store
+        self._store_ops.put_nowait(lambda: store.save_waiting(
+            w.call_id, hold.node, w.leg_id, w.queue, w.enqueued_at, w.priority,
+            w.caller_id.number, w.caller_id.name, dict(w.skills)))
+
+    async def _store_writer(self) -> None:
+        while True:
+            op = await self._store_ops.get()
+            if op is None:
+                return
+            try:
+                await op()
+            except Exception:
+                log.exception("store.write_failed")
+
+    def _execute(self, command: Any) -> None:
+        driver = self.drivers.get(command.node)
+        if driver is None:
+            log.error("core.unknown_node", node=command.node, command=type(command).__name__)
+            return
+        leg = _leg_of(command)
+        previous = self._leg_tail.get(leg)
+        task = asyncio.create_task(self._run_command(driver, command, previous))
+        self._leg_tail[leg] = task
+        self._tasks.add(task)
+
+        def _done(t: asyncio.Task[None], leg: str = leg) -> None:
+            self._tasks.discard(t)
+            if self._leg_tail.get(leg) is t:
+                del self._leg_tail[leg]
+
+        task.add_done_callback(_done)
+
+    async def _run_command(self, driver: PbxPort, command: Any, previous: asyncio.Task[None] | None) -> None:
+        """Commands on one leg run in the order the core emitted them."""
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous
+        try:
+            if isinstance(command, cmd.Originate):
+                await driver.originate(command.request)
+            elif isinstance(command, cmd.Bridge):
+                await driver.bridge(command.leg_a, command.leg_b)
+            elif isinstance(command, cmd.Hangup):
+                await driver.hangup(command.leg_id, command.cause)
+            elif isinstance(command, cmd.Hold):
+                await driver.hold(command.call, command.spec)
+            elif isinstance(command, cmd.UpdateHold):
+                await driver.update_hold(command.leg_id, command.spec)
+            elif isinstance(command, cmd.Redirect):
+                await driver.redirect(command.leg_id, command.destination)
+        except Exception as exc:
+            log.warning("pbx.command_failed", command=type(command).__name__, node=command.node,
+                        leg=_leg_of(command), error=str(exc) or type(exc).__name__)
+            self._command_failed(command)
+
+    def _command_failed(self, command: Any) -> None:
+        """Tell the core what a failed command means for its legs."""
+        if isinstance(command, cmd.Originate):
+            # The leg never existed: the core tries the next agent.
+            self.emit(LegHungUp(command.request.leg_id, Outcome.FAILED))
+        elif isinstance(command, cmd.Bridge):
+            # Drop the agent leg; the caller goes back to waiting.
+            self._execute(cmd.Hangup(command.node, command.leg_b))
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for in-flight PBX commands (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+def _leg_of(command: Any) -> str:
+    if isinstance(command, cmd.Originate):
+        return command.request.leg_id
+    if isinstance(command, cmd.Bridge):
+        return command.leg_a
+    if isinstance(command, cmd.Hold):
+        return command.call.leg_id
+    return command.leg_id
