@@ -1,0 +1,287 @@
+"""Local HTTP API for agent control: login, logout, pause, unpause, and live views.
+
+Bound to 127.0.0.1 by default.  Every ``/v1`` route except ``/v1/health``
+needs ``Authorization: Bearer <token>``; the token is compared in constant
+time and never logged.  Errors are always JSON ``{"error": "..."}``.
+
+The API talks to the core through :class:`AgentControl` only.  The daemon
+adapts the ACD to it; its methods may be plain or ``async``.  Errors the
+control raises map onto HTTP statuses:
+
+* ``LookupError`` (incl. ``KeyError`` and an ``UnknownAgent(KeyError)``) → 404
+* ``ValueError`` or any exception class named ``InvalidTransition`` → 409
+* anything else → 500 ``{"error": "internal error"}`` (details logged, not sent)
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+from typing import Any, Awaitable, Callable, Protocol, TypedDict
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8480
+MAX_BODY_BYTES = 16 * 1024  # a pause body is a few dozen bytes
+MAX_REASON_LEN = 64  # fits queue_log's PAUSE|reason and Asterisk's QueueMemberPause Reason
+MAX_AGENT_ID_LEN = 64
+PUBLIC_PATHS = frozenset({"/v1/health"})
+SHUTDOWN_TIMEOUT = 5.0  # seconds stop() waits for in-flight requests
+
+
+# ----------------------------------------------------------------- the port
+class AgentRow(TypedDict, total=False):
+    """One entry of ``GET /v1/agents`` (extra keys are passed through)."""
+
+    agent: str
+    state: str  # logged-out | available | ringing | on-call | wrap-up | paused
+    reason: str
+    since: float  # epoch seconds of the last state change
+    queues: list[str]
+
+
+class QueueRow(TypedDict, total=False):
+    """One entry of ``GET /v1/queues``."""
+
+    queue: str
+    waiting: int
+    available: int  # agents idle and able to take a call now
+    logged_in: int
+    longest_wait: float  # seconds
+
+
+class WaitingRow(TypedDict, total=False):
+    """One entry of ``GET /v1/waiting``."""
+
+    call_id: str
+    queue: str
+    position: int  # 1-based, within its queue
+    enqueued_at: float  # epoch seconds
+    waited: float  # seconds
+    estimated_wait: float | None  # seconds, None when unknown
+    priority: int
+    caller_number: str
+
+
+class AgentControl(Protocol):
+    """What the HTTP API needs from the core (methods may also be ``async``)."""
+
+    def login(self, agent_id: str) -> None: ...
+    def logout(self, agent_id: str) -> None: ...
+    def pause(self, agent_id: str, reason: str) -> None: ...
+    def unpause(self, agent_id: str) -> None: ...
+    def agents(self) -> list[AgentRow]: ...
+    def queues(self) -> list[QueueRow]: ...
+    def waiting(self) -> list[WaitingRow]: ...
+
+
+class BadRequest(ValueError):
+    """The request itself is malformed (→ 400, unlike a core ValueError → 409)."""
+
+
+# ---------------------------------------------------------------- helpers
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _message(err: BaseException) -> str:
+    # str(KeyError("x")) is "'x'" (the repr); the first argument is what was meant.
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        return err.args[0]
+    return str(err) or type(err).__name__
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def _agent_id(request: web.Request) -> str:
+    agent_id = request.match_info["agent_id"]
+    if len(agent_id) > MAX_AGENT_ID_LEN:
+        raise BadRequest(f"agent id longer than {MAX_AGENT_ID_LEN} characters")
+    if _has_control_chars(agent_id):
+        raise BadRequest("agent id contains a control character")
+    return agent_id
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _bearer_ok(header: str, token: bytes) -> bool:
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # compare_digest on bytes: constant time in the token's content.
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token)
+
+
+# ------------------------------------------------------------- middleware
+def _middlewares(token: bytes) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    @web.middleware
+    async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405/413...
+            if exc.status < 400:
+                raise
+            return _error(exc.status, exc.reason)
+        except BadRequest as err:
+            return _error(400, str(err))
+        except LookupError as err:
+            return _error(404, _message(err))
+        except Exception as err:  # noqa: BLE001 (mapped by contract, see module doc)
+            if isinstance(err, ValueError) or type(err).__name__ == "InvalidTransition":
+                return _error(409, _message(err))
+            log.exception("api.handler_failed", method=request.method, path=request.path)
+            return _error(500, "internal error")
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Callable) -> web.StreamResponse:
+        if request.path not in PUBLIC_PATHS:
+            if not _bearer_ok(request.headers.get("Authorization", ""), token):
+                # Never log the header: a wrong token is often a typo of the right one.
+                log.warning("api.unauthorized", method=request.method, path=request.path,
+                            peer=request.remote)
+                resp = _error(401, "missing or wrong bearer token")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="callcenterd"'
+                return resp
+        return await handler(request)
+
+    return [errors, auth]
+
+
+# ----------------------------------------------------------------- routes
+def build_app(control: AgentControl, token: str) -> web.Application:
+    """The aiohttp application; ``token`` must be non-empty."""
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError("the API token must be a non-empty string")
+    if _has_control_chars(token):
+        raise ValueError("the API token contains a control character")
+
+    routes = web.RouteTableDef()
+
+    @routes.get("/v1/health")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def agent_action(action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            agent_id = _agent_id(request)
+            await _call(getattr(control, action), agent_id)
+            log.info("api.agent", action=action, agent=agent_id)
+            return web.json_response({"ok": True, "agent": agent_id, "action": action})
+        return handler
+
+    @routes.post("/v1/agents/{agent_id}/pause")
+    async def pause(request: web.Request) -> web.Response:
+        agent_id = _agent_id(request)
+        reason = await _reason(request)
+        await _call(control.pause, agent_id, reason)
+        log.info("api.agent", action="pause", agent=agent_id, reason=reason)
+        return web.json_response({"ok": True, "agent": agent_id, "action": "pause",
+                                  "reason": reason})
+
+    for action in ("login", "logout", "unpause"):
+        routes.post(f"/v1/agents/{{agent_id}}/{action}")(agent_action(action))
+
+    def listing(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            rows = await _call(getattr(control, name))
+            return web.json_response({name: list(rows)})
+        return handler
+
+    for name in ("agents", "queues", "waiting"):
+        routes.get(f"/v1/{name}")(listing(name))
+
+    app = web.Application(middlewares=_middlewares(token.encode("utf-8")),
+                          client_max_size=MAX_BODY_BYTES)
+    app.add_routes(routes)
+    return app
+
+
+async def _reason(request: web.Request) -> str:
+    try:
+        body = await request.json()
+    except (ValueError, LookupError):  # bad JSON, bad UTF-8, unknown charset=
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise BadRequest("'reason' is required: a non-empty string")
+    if len(reason) > MAX_REASON_LEN:
+        raise BadRequest(f"'reason' is longer than {MAX_REASON_LEN} characters")
+    if _has_control_chars(reason):
+        # CR/LF would split a queue_log line or an AMI header downstream.
+        raise BadRequest("'reason' contains a control character")
+    return reason
+
+
+# ----------------------------------------------------------------- server
+class ApiServer:
+    """Runs an app on host:port; ``port=0`` picks a free port (see :attr:`port`)."""
+
+    def __init__(self, app: web.Application, host: str = DEFAULT_HOST,
+                 port: int = DEFAULT_PORT) -> None:
+        self.app = app
+        self.host = host
+        self._requested_port = port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("API server already started")
+        if not _is_loopback(self.host):
+            log.warning("api.non_loopback_bind", host=self.host,
+                        hint="anyone who can reach this port can try tokens; firewall it")
+        runner = web.AppRunner(self.app, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise OSError(err.errno,
+                          f"cannot listen on {self.host}:{self._requested_port}: {err.strerror}"
+                          ) from err
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("api.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+async def start_api(app: web.Application, host: str = DEFAULT_HOST,
+                    port: int = DEFAULT_PORT) -> ApiServer:
+    """Start serving ``app``; ``await server.stop()`` to end."""
+    server = ApiServer(app, host, port)
+    await server.start()
+    return server
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
