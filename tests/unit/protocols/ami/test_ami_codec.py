@@ -1,0 +1,350 @@
+"""AMI codec: tables, every real capture in several chunkings, a property test."""
+
+import json
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callcenterd.pbx.api import UnsafeValue
+from callcenterd.protocols.ami.codec import (
+    MAX_FRAME_BYTES,
+    AmiDecoder,
+    Message,
+    encode_action,
+    encode_message,
+)
+from callcenterd.protocols.errors import ProtocolError
+from tests.fakes.ami_server import FIXTURES
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+def decode_all(data: bytes, *, banner: bool = True) -> list[Message]:
+    return AmiDecoder(expect_banner=banner).feed(data)
+
+
+# ------------------------------------------------------------------ tables
+def test_banner_has_no_blank_line_and_first_message_follows_in_same_read():
+    dec = AmiDecoder()
+    msgs = dec.feed(BANNER + b"Response: Success\r\nActionID: a-1\r\nMessage: Authentication accepted\r\n\r\n")
+    assert dec.banner == "Asterisk Call Manager/11.0.0"
+    assert [(m.kind, m.name, m.action_id) for m in msgs] == [("Response", "Success", "a-1")]
+
+
+def test_banner_split_over_reads():
+    dec = AmiDecoder()
+    assert dec.feed(BANNER[:10]) == []
+    assert dec.banner is None
+    assert dec.feed(BANNER[10:] + b"Event: FullyBooted\r\n\r\n")[0].name == "FullyBooted"
+    assert dec.banner == "Asterisk Call Manager/11.0.0"
+
+
+@pytest.mark.parametrize(
+    "banner",
+    [b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 400 Bad Request\r\n", b"x" * 2000],
+)
+def test_not_an_ami_server_is_a_protocol_error(banner):
+    with pytest.raises(ProtocolError):
+        AmiDecoder().feed(banner)
+
+
+@pytest.mark.parametrize(
+    "frame,kind,name,is_event",
+    [
+        (b"Event: Hangup\r\nChannel: Local/1@x-1;1\r\n\r\n", "Event", "Hangup", True),
+        (b"Response: Error\r\nActionID: 9\r\nMessage: No such channel\r\n\r\n", "Response", "Error", False),
+        # OriginateResponse is an event that carries a Response: header (manager.c).
+        (
+            b"Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: o-2\r\nResponse: Failure\r\n\r\n",
+            "Event",
+            "OriginateResponse",
+            True,
+        ),
+        (b"Response: Goodbye\r\nMessage: Thanks for all the fish.\r\n\r\n", "Response", "Goodbye", False),
+    ],
+)
+def test_classified_by_first_line(frame, kind, name, is_event):
+    (msg,) = decode_all(frame, banner=False)
+    assert (msg.kind, msg.name, msg.is_event, msg.is_response) == (kind, name, is_event, not is_event)
+
+
+def test_repeated_keys_keep_order_and_get_returns_first():
+    frame = (
+        b"Response: Success\r\nActionID: c-16\r\nMessage: Command output follows\r\n"
+        b"Output: support has 0 calls\r\nOutput:    Members: \r\nOutput: \r\nOutput: \r\n\r\n"
+    )
+    (msg,) = decode_all(frame, banner=False)
+    assert msg.get("Output") == "support has 0 calls"
+    assert msg.get_all("Output") == ["support has 0 calls", "   Members: ", "", ""]
+    assert msg.pairs[0] == ("Response", "Success")
+    assert len(msg) == 7
+
+
+def test_empty_values_and_missing_headers():
+    (msg,) = decode_all(b"Event: QueueMember\r\nPausedReason: \r\nActionID: l-5\r\n\r\n", banner=False)
+    assert msg.get("PausedReason") == ""
+    assert msg.get("Nope") is None
+    assert msg.get("Nope", "dflt") == "dflt"
+    assert msg.action_id == "l-5"
+    assert "PausedReason" in msg and "Nope" not in msg
+    with pytest.raises(KeyError):
+        msg["Nope"]
+
+
+def test_get_falls_back_to_case_insensitive():
+    (msg,) = decode_all(b"Event: X\r\nUniqueID: 1.2\r\n\r\n", banner=False)
+    assert msg.get("Uniqueid") == "1.2"
+    assert msg.get_all("uniqueid") == ["1.2"]
+
+
+def test_event_list_markers():
+    data = (
+        b"Response: Success\r\nActionID: q-4\r\nEventList: start\r\nMessage: Queue status will follow\r\n\r\n"
+        b"Event: QueueStatusComplete\r\nActionID: q-4\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
+    )
+    start, done = decode_all(data, banner=False)
+    assert (start.event_list, done.event_list) == ("start", "Complete")
+    assert done.get("ListItems") == "0"
+    assert done.event_list == "Complete"  # same answer after the full parse
+
+
+def test_unused_events_stay_unparsed_until_touched():
+    (msg,) = decode_all(b"Event: VarSet\r\nChannel: none\r\nVariable: X\r\nValue: 1\r\n\r\n", banner=False)
+    assert msg.name == "VarSet"
+    assert "unparsed" in repr(msg)  # only the first line was decoded
+    assert msg.get("Value") == "1"
+    assert "unparsed" not in repr(msg)
+
+
+def test_utf8_character_split_across_reads_survives():
+    frame = "Event: Newchannel\r\nCallerIDName: Zoë Ångström\r\n\r\n".encode()
+    cut = frame.index("ë".encode()) + 1  # in the middle of the two-byte ë
+    dec = AmiDecoder(expect_banner=False)
+    assert dec.feed(frame[:cut]) == []
+    (msg,) = dec.feed(frame[cut:])
+    assert msg.get("CallerIDName") == "Zoë Ångström"
+
+
+def test_latin1_bytes_do_not_kill_the_frame():
+    (msg,) = decode_all(b"Event: Newchannel\r\nCallerIDName: Zo\xeb\r\nExten: 1\r\n\r\n", banner=False)
+    assert msg.get("CallerIDName") == "Zo\ufffd"
+    assert msg.get("Exten") == "1"
+
+
+def test_endless_frame_is_refused():
+    dec = AmiDecoder(expect_banner=False, max_frame=1000)
+    dec.feed(b"Event: Huge\r\n")
+    with pytest.raises(ProtocolError, match="exceeds 1000"):
+        for _ in range(20):
+            dec.feed(b"Output: " + b"x" * 90 + b"\r\n")
+
+
+def test_oversized_complete_frame_in_one_read_is_refused():
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    with pytest.raises(ProtocolError):
+        dec.feed(b"Event: Huge\r\nOutput: " + b"x" * 200 + b"\r\n\r\n")
+
+
+def test_default_frame_limit_accepts_a_large_command_reply():
+    lines = b"".join(b"Output: Local/1001@agents-00000023;2!agents!1001!3!Up!Wait!120\r\n" for _ in range(5000))
+    (msg,) = decode_all(b"Response: Success\r\nActionID: 1\r\n" + lines + b"\r\n", banner=False)
+    assert len(msg.get_all("Output")) == 5000
+    assert len(lines) < MAX_FRAME_BYTES
+
+
+def test_garbage_frame_is_skipped_and_counted():
+    skipped = []
+    dec = AmiDecoder(expect_banner=False, on_skip=lambda frame, why: skipped.append(frame))
+    msgs = dec.feed(b"\x00\xff\xfegarbage\r\nmore\r\n\r\nEvent: Hangup\r\nCause: 16\r\n\r\n")
+    assert [m.name for m in msgs] == ["Hangup"]
+    assert dec.skipped == 1
+    assert skipped == [b"\x00\xff\xfegarbage\r\nmore"]
+
+
+def test_extra_blank_lines_between_frames_are_ignored():
+    msgs = decode_all(b"Event: A\r\n\r\n\r\n\r\n\r\nEvent: B\r\n\r\n", banner=False)
+    assert [m.name for m in msgs] == ["A", "B"]
+
+
+def test_lenient_body_lines():
+    (msg,) = decode_all(b"Event: X\r\nNoSpace:1\r\nEmpty:\r\njunk line\r\nOk: y\r\n\r\n", banner=False)
+    assert msg.pairs == [("Event", "X"), ("NoSpace", "1"), ("Empty", ""), ("Ok", "y")]
+    assert msg.defective
+
+
+def test_client_direction_decodes_actions():
+    (msg,) = decode_all(encode_action("Ping", action_id="p-1"), banner=False)
+    assert (msg.kind, msg.name, msg.action_id, msg.is_event, msg.is_response) == ("Action", "Ping", "p-1", False, False)
+
+
+def test_buffered_reports_a_partial_frame():
+    dec = AmiDecoder(expect_banner=False)
+    dec.feed(b"Event: Half\r\nChan")
+    assert dec.buffered == len(b"Event: Half\r\nChan")
+    dec.feed(b"nel: x\r\n\r\n")
+    assert dec.buffered == 0
+
+
+# ---------------------------------------------------------------- encoding
+def test_encode_action_with_repeated_variables_in_order():
+    data = encode_action(
+        "Originate",
+        [("Channel", "Local/support@inbound/n"), ("Variable", "CC_A=1"), ("Variable", "CC_B=2"), ("Async", True)],
+        "cc-1",
+    )
+    assert data == (
+        b"Action: Originate\r\nActionID: cc-1\r\nChannel: Local/support@inbound/n\r\n"
+        b"Variable: CC_A=1\r\nVariable: CC_B=2\r\nAsync: true\r\n\r\n"
+    )
+
+
+def test_encode_action_accepts_a_mapping_and_no_action_id():
+    assert encode_action("QueueStatus", {"Queue": "support"}) == b"Action: QueueStatus\r\nQueue: support\r\n\r\n"
+
+
+@pytest.mark.parametrize("bad", ["1001\r\nAction: Hangup", "x\n", "a\rb", "a\x00b"])
+@pytest.mark.parametrize("where", ["value", "key", "name", "action_id"])
+def test_header_injection_is_refused_without_echoing_the_value(bad, where):
+    args = {"name": "Setvar", "headers": [("Variable", "CC_X"), ("Value", "ok")], "action_id": "a-1"}
+    if where == "value":
+        args["headers"] = [("Variable", "CC_X"), ("Value", bad)]
+    elif where == "key":
+        args["headers"] = [(bad, "ok")]
+    elif where == "name":
+        args["name"] = bad
+    else:
+        args["action_id"] = bad
+    with pytest.raises(UnsafeValue) as err:
+        encode_action(**args)
+    assert bad not in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("key", ["Bad Key", "Key:", "", "Chan;nel"])
+def test_malformed_header_names_are_refused(key):
+    with pytest.raises(UnsafeValue):
+        encode_action("Ping", [(key, "x")])
+
+
+def test_action_and_actionid_cannot_be_smuggled_in_headers():
+    with pytest.raises(ValueError):
+        encode_action("Ping", [("Action", "Hangup")])
+    with pytest.raises(ValueError):
+        encode_action("Ping", [("ActionID", "x")], action_id="y")
+
+
+def test_non_string_values_are_refused():
+    with pytest.raises(UnsafeValue):
+        encode_action("Ping", [("X", object())])
+
+
+# ---------------------------------------------------- real captures, chunked
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+CAPTURES = sorted(
+    p.name for p in FIXTURES.glob("ami-*.txt") if not p.name.endswith(".client.txt")
+)
+
+
+def chunkings(size: int):
+    rng = random.Random(size)  # deterministic "random" chunking per file
+    yield "whole", [size]
+    yield "1-byte", None
+    yield "7-byte", 7
+    yield "random", rng
+
+
+def feed_chunked(data: bytes, how) -> tuple[AmiDecoder, list[Message]]:
+    dec = AmiDecoder()
+    out: list[Message] = []
+    if how is None:
+        for i in range(len(data)):
+            out += dec.feed(data[i : i + 1])
+    elif isinstance(how, int):
+        for i in range(0, len(data), how):
+            out += dec.feed(data[i : i + how])
+    elif isinstance(how, list):
+        out += dec.feed(data)
+    else:
+        i = 0
+        while i < len(data):
+            n = how.choice([1, 2, 3, 5, 64, 1000, 4096, 65536])
+            out += dec.feed(data[i : i + n])
+            i += n
+    return dec, out
+
+
+def test_every_capture_is_covered():
+    assert len(CAPTURES) >= 19
+    assert set(CAPTURES) <= set(MANIFEST["files"])
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_capture_replay_matches_manifest(capture):
+    data = (FIXTURES / capture).read_bytes()
+    expected = MANIFEST["files"][capture]
+    big = len(data) > 200_000
+    results = []
+    for label, how in chunkings(len(data)):
+        if big and label == "1-byte":
+            continue  # 1.7 MB one byte at a time is minutes; 7-byte covers the seams
+        dec, msgs = feed_chunked(data, how)
+        assert dec.banner == MANIFEST["ami_banner"], label
+        assert dec.buffered == 0 and dec.skipped == 0, label
+        events = Counter(m.name for m in msgs if m.is_event)
+        responses = Counter(m.name for m in msgs if m.is_response)
+        assert len(msgs) == expected["messages"], label
+        assert sum(events.values()) == expected["events"], label
+        assert dict(events) == expected["event_counts"], label
+        assert dict(responses) == expected["responses"], label
+        lists = sum(1 for m in msgs if m.is_response and m.event_list == "start")
+        assert lists == expected["eventlist_responses"], label
+        results.append([m.pairs for m in msgs])
+    assert all(r == results[0] for r in results[1:])
+
+
+def test_capture_details_survive_parsing():
+    msgs = AmiDecoder().feed((FIXTURES / "ami-lists-while-call-up.txt").read_bytes())
+    version = next(m for m in msgs if m.action_id == "lists-while-call-up-15")
+    assert version.get("Output").startswith("Asterisk 22.10.1")
+    queue_show = next(m for m in msgs if m.action_id == "lists-while-call-up-16")
+    assert queue_show.get_all("Output")[-2:] == ["", ""]
+    testevent = next(m for m in msgs if m.name == "TestEvent" and m.get("State") == "CallIDChange")
+    assert testevent.get_all("State") == ["CallIDChange", "CallIDChange"]
+    originate = next(m for m in msgs if m.name == "OriginateResponse")
+    assert originate.is_event and originate.get("Response") in ("Success", "Failure")
+
+
+# ------------------------------------------------------------ property test
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+keys = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from(_ALNUM[:52]),
+    st.text(st.sampled_from(_ALNUM + "-_"), max_size=15),
+)
+values = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=40
+)
+messages = st.lists(
+    st.tuples(st.sampled_from(["Event", "Response"]), values).flatmap(
+        lambda head: st.lists(st.tuples(keys, values), max_size=8).map(lambda body: [head] + body)
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(msgs=messages, cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_encode_then_decode_in_any_chunks_round_trips(msgs, cuts):
+    data = BANNER + b"".join(encode_message(m) for m in msgs)
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    dec = AmiDecoder()
+    out: list[Message] = []
+    for a, b in zip(bounds, bounds[1:]):
+        out += dec.feed(data[a:b])
+    assert [m.pairs for m in out] == msgs
+    assert [m.name for m in out] == [m[0][1] for m in msgs]
+    assert dec.buffered == 0
