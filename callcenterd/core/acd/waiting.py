@@ -1,0 +1,106 @@
+"""Waiting callers: ordering per (node, queue) and estimated wait.
+
+Order inside a queue is ``(-priority, enqueued_at, seq)``: higher priority
+first, then longest waiting.  Across the queues an agent serves, the queue
+weight comes first (app_queue ``weight``): ``(-weight, -priority,
+enqueued_at, seq)``.  ``enqueued_at`` is the time the caller *first*
+queued; it survives a daemon restart (stamped on the leg) and an overflow
+move, so a caller never loses its place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from callcenterd.core.acd.index import SortedBag
+from callcenterd.pbx.api import CallerId
+
+AHT_ALPHA = 0.1  # EWMA weight of the latest handled call in the queue's AHT
+
+
+@dataclass(slots=True, eq=False)
+class CallerEntry:
+    call_id: str
+    leg_id: str
+    node: str
+    queue: str
+    priority: int
+    caller_id: CallerId
+    skills: dict[str, int]
+    enqueued_at: float  # first time queued anywhere: ordering
+    entered_at: float  # time it entered the current queue: max_wait, hold time, relaxation
+    seq: int
+    orig_position: int = 0
+    estimate: float | None = None
+    rings: dict[str, str] = field(default_factory=dict)  # agent leg -> agent id
+    excluded: dict[str, float] = field(default_factory=dict)  # agent id -> retry_delay end
+    agent_leg: str | None = None
+    agent_id: str | None = None
+    connected_at: float = 0.0
+    relax_step: int = 0
+    requirement: dict[str, int] = field(default_factory=dict)  # skills after relaxation
+    primary: str | None = None  # the skill that ranks proficiency
+    visited: list[str] = field(default_factory=list)  # queues, for overflow loops
+    in_line: bool = False
+    routable_in: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (-self.priority, self.enqueued_at, self.seq, self.call_id)
+
+
+class WaitingLine:
+    """Callers of one (node, queue): all of them, and those needing an agent now."""
+
+    __slots__ = ("waiting", "routable")
+
+    def __init__(self) -> None:
+        self.waiting = SortedBag()  # every caller not yet connected
+        self.routable = SortedBag()  # subset that may be offered another agent now
+
+    def position(self, call: CallerEntry) -> int:
+        return self.waiting.rank(call.key) + 1
+
+
+@dataclass(slots=True)
+class StaffStats:
+    """Per (node, queue): staffed agents, and when the busy ones got busy."""
+
+    staffed: int = 0
+    busy: int = 0  # staffed but not ready (ringing, on call, wrap-up, back-off)
+    busy_since_sum: float = 0.0
+
+
+def estimate_wait(position: int, staffed: int, ready: int, busy: int, busy_since_sum: float,
+                  now: float, aht: float) -> float | None:
+    """Estimated seconds until the caller at ``position`` reaches an agent.
+
+    A fluid model over the queue's live figures:
+
+    * nobody staffed -> ``None`` (unknown; never promise a number);
+    * fewer callers ahead than ready agents -> 0;
+    * otherwise the caller needs ``k = ahead - ready + 1`` agents to free up.
+      The ``busy`` agents each free one slot per AHT, and on average they
+      are ``elapsed`` into their current one, so
+      ``EWT = ceil(k / busy) * AHT - elapsed`` (elapsed capped below AHT).
+
+    AHT is the queue's moving average of talk + wrap-up.  Agents shared with
+    other queues make this optimistic; it is the figure app_queue-style
+    announcements expect, and the journey records it next to the real wait.
+    """
+    if staffed <= 0:
+        return None
+    ahead = position - 1
+    if ahead < ready:
+        return 0.0
+    servers = busy if busy > 0 else staffed
+    elapsed = 0.0
+    if busy > 0:
+        elapsed = min(max(now - busy_since_sum / busy, 0.0), 0.9 * aht)
+    rounds = math.ceil((ahead - ready + 1) / servers)
+    return max(0.0, rounds * aht - elapsed)
+
+
+def update_aht(current: float, sample: float) -> float:
+    return current + AHT_ALPHA * (sample - current)

@@ -1,0 +1,91 @@
+"""PBX down / up: re-adoption of waiting callers, restart, lost ringing legs."""
+
+from acd_harness import A, Q, Rig, hangups, leg_for, of, offered
+from callcenterd.core import commands as cmd
+from callcenterd.core import facts as f
+from callcenterd.pbx.api import CallerId, PbxSnapshot, WaitingCall
+
+T0 = 1_700_000_000.0
+
+
+def test_daemon_restart_readopts_callers_in_original_enqueue_order():
+    r = Rig([Q(), Q("support")], [A("a1", queues=("sales", "support"))], login=False)
+    r.clock.now = T0 + 100
+    waiting = (
+        WaitingCall("leg-b", "sales", T0 + 20, call_id="b", caller_id=CallerId("2")),
+        WaitingCall("leg-a", "support", T0 + 10, call_id="a", caller_id=CallerId("1")),
+        WaitingCall("leg-c", "sales", T0 + 30, call_id="", caller_id=CallerId("3")),
+    )
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a", "leg-b", "leg-c"}), waiting=waiting)))
+    enq = of(out, f.CallerEnqueued)
+    assert [e.call_id for e in enq][:2] == ["a", "b"] and enq[2].call_id  # id minted for the unnamed one
+    assert all(e.readopted for e in enq)
+    assert of(out, cmd.Hold) == []  # already on hold: only refreshed
+    assert sorted(u.leg_id for u in of(out, cmd.UpdateHold)) == ["leg-a", "leg-b", "leg-c"]
+    assert [w["waited"] for w in r.acd.waiting_view()] == [90.0, 80.0, 70.0]
+    # the agent takes the longest-waiting caller across both queues
+    assert offered(r.run(r.acd.agent_login("a1"))) == [("a", "a1")]
+    # a second pbx_up with the same snapshot adopts nobody twice
+    again = r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a", "leg-b", "leg-c"}), waiting=waiting))
+    assert of(again, f.CallerEnqueued) == []
+
+
+def test_readopted_caller_keeps_its_place_against_newer_callers():
+    r = Rig([Q()], [A("a1")], login=False)
+    r.clock.now = T0 + 50
+    r.call("sales", call_id="new")
+    r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-old", "cleg-new"}),
+                                           waiting=(WaitingCall("leg-old", "sales", T0, call_id="old"),))))
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["old", "new"]
+
+
+def test_pbx_restart_closes_every_call_and_keeps_agent_state():
+    r = Rig([Q()], [A("a1"), A("a2"), A("a3")])
+    r.run(r.acd.agent_pause("a3", "meeting"))
+    r.call("sales", call_id="talking")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("sales", call_id="ringing")
+    r.call("sales", call_id="waiting")
+    r.clock.now += 5
+    r.run(r.acd.pbx_down("pbx1"))
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(restarted=True)))
+    ended = {e.call_id: e.outcome for e in of(out, f.CallEnded)}
+    assert ended == {"talking": "pbx-restart", "ringing": "pbx-restart", "waiting": "pbx-restart"}
+    assert hangups(out) == []  # nothing left to hang up
+    states = {a["agent"]: (a["state"], a["reason"]) for a in r.acd.agents_view()}
+    assert states == {"a1": ("available", ""), "a2": ("available", ""), "a3": ("paused", "meeting")}
+    assert r.acd.waiting_view() == []
+    # a2 only rang (its idle time is kept), a1 was talking: a2 is the longest idle
+    assert offered(r.call("sales", call_id="fresh")) == [("fresh", "a2")]
+
+
+def test_pbx_down_loses_ringing_legs_and_reroutes_on_up():
+    r = Rig([Q(ring_time=30)], [A("a1"), A("a2")])
+    r.call("sales", call_id="c1")
+    lost = leg_for(r.out, "a1")
+    out = r.run(r.acd.pbx_down("pbx1"))
+    assert hangups(out) == []  # cannot reach the PBX anyway
+    assert [x.reason for x in of(out, f.AgentRingNoAnswer)] == ["pbx-down"]
+    assert r.acd.next_deadline() is None  # no ring timer left
+    assert offered(r.call("sales", call_id="c2")) == []  # node down: nobody rung
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"cleg-c1", "cleg-c2", lost}))))
+    assert hangups(out) == [lost]  # it kept ringing while we were away
+    assert sorted(offered(out)) == [("c1", "a1"), ("c2", "a2")]
+
+
+def test_pbx_up_closes_callers_whose_leg_is_gone():
+    r = Rig([Q()], [A("a1")])
+    r.call("sales", call_id="talk")
+    r.answer(leg_for(r.out, "a1"))
+    agent_leg = leg_for(r.out, "a1")
+    r.call("sales", call_id="gone")
+    r.call("sales", call_id="stays")
+    r.run(r.acd.pbx_down("pbx1"))
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"cleg-talk", "cleg-stays"}))))
+    (done,) = of(out, f.CallCompleted)
+    assert (done.call_id, done.by) == ("talk", "agent")
+    assert hangups(out) == ["cleg-talk"]
+    assert [a.call_id for a in of(out, f.CallerAbandoned)] == ["gone"]
+    assert {e.call_id: e.outcome for e in of(out, f.CallEnded)} == {"talk": "answered", "gone": "abandoned"}
+    assert offered(out) == [("stays", "a1")]
+    assert agent_leg not in {o.request.leg_id for o in of(out, cmd.Originate)}
