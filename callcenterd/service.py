@@ -43,25 +43,29 @@ class CallCenter:
     def __init__(
         self,
         acd: Any,
-        drivers: Mapping[str, PbxPort],
+        drivers: dict[str, PbxPort],
         *,
         clock: Callable[[], float],
         new_id: Callable[[], str],
         journeys: Any = None,
         cdr: Any = None,
         store: Any = None,
-        queues: frozenset[str] = frozenset(),
+        queue_priority: Mapping[str, int] | None = None,
         default_queue: str = "",
+        device_aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.acd = acd
-        self.drivers = dict(drivers)
+        self.drivers = drivers  # shared: the wiring adds drivers after building us
         self._clock = clock
         self._new_id = new_id
         self._journeys = journeys
         self._cdr = cdr
         self._store = store
-        self._queues = queues
+        self._queue_priority = dict(queue_priority or {})
         self._default_queue = default_queue
+        # the PBX's name for a device -> the agent's configured device
+        # (Asterisk reports Local/1001@agents for Local/1001@agents/n)
+        self.device_aliases: dict[str, str] = dict(device_aliases or {})
         self.events: asyncio.Queue[PbxEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._leg_tail: dict[str, asyncio.Task[None]] = {}
         self._store_ops: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
@@ -135,7 +139,7 @@ class CallCenter:
             elif isinstance(event, LegHungUp):
                 outputs = acd.leg_hung_up(event.leg_id, event.outcome)
             elif isinstance(event, DeviceState):
-                outputs = acd.device_state(event.device, event.status)
+                outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
                 outputs = acd.pbx_up(event.node, event.snapshot)
             elif isinstance(event, PbxDown):
@@ -157,15 +161,16 @@ class CallCenter:
             dnis=event.dnis, node=event.node,
         )
         outputs: list[Any] = [started]
-        if queue not in self._queues:
+        if queue not in self._queue_priority:
             log.warning("call.unknown_queue", call_id=call_id, queue=queue)
             queue = self._default_queue
             if not queue:
                 outputs.append(cmd.Hangup(event.node, event.leg_id, 1))
                 outputs.append(facts.CallEnded(self._clock(), call_id, "rejected"))
                 return outputs
+        priority = _priority(event.variables.get("priority", ""), call_id, self._queue_priority[queue])
         outputs.extend(self.acd.call_waiting(
-            call_id, event.leg_id, event.node, queue, caller=event.caller_id,
+            call_id, event.leg_id, event.node, queue, priority=priority, caller=event.caller_id,
         ))
         return outputs
 
@@ -278,6 +283,23 @@ class CallCenter:
         """Wait for in-flight PBX commands (at shutdown)."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+#: Caller priorities accepted from the dialplan / IVR.
+PRIORITY_RANGE = (-100, 100)
+
+
+def _priority(text: str, call_id: str, default: int) -> int:
+    """A caller priority from the dialplan; garbage is logged and ignored."""
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        log.warning("call.bad_priority", call_id=call_id, priority=text[:20])
+        return default
+    low, high = PRIORITY_RANGE
+    return min(high, max(low, value))
 
 
 def _leg_of(command: Any) -> str:

@@ -39,7 +39,7 @@ from callcenterd.pbx.api import (
     WaitingCall,
     check_safe,
 )
-from callcenterd.pbx.asterisk.translate import AmiTranslator
+from callcenterd.pbx.asterisk.translate import AmiTranslator, device_key
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,9 @@ log = structlog.get_logger(__name__)
 #: with the call before it hands the caller back to the dialplan (which then
 #: holds the caller by itself; see [callcenterd-inbound]).
 AGI_DECISION_TIMEOUT = 10.0
+#: How long a bridge waits for a caller that just left its AGI session to
+#: reach [callcenterd-hold] (its UserEvent CallCenterHold).
+HOLD_ARRIVAL_TIMEOUT = 5.0
 #: Deadline for the snapshot's list actions after a (re)connect.
 SNAPSHOT_TIMEOUT = 15.0
 
@@ -114,9 +117,13 @@ class AsteriskDriver:
         self._translator = AmiTranslator()
         self._agi_calls: dict[str, tuple[Any, asyncio.Future[None]]] = {}
         self._held: set[str] = set()
+        self._arriving: dict[str, asyncio.Event] = {}  # handed to the dialplan, not yet in hold
         self._startup: str | None = None
+        self._shutting_down = False
         self._ids = itertools.count(1)
         self._up = False
+
+    device_key = staticmethod(device_key)
 
     def attach(self, ami: AmiControl) -> None:
         self._ami = ami
@@ -139,10 +146,42 @@ class AsteriskDriver:
             self._emit(PbxDown(self.node, str(reason)))
 
     def on_ami_event(self, msg: Any) -> None:
+        name = msg.name
+        if self._shutdown_seen(msg):
+            return
         for event in self._translator.feed(msg):
             self._emit(event)
-        if msg.name == "Hangup":
-            self._held.discard(msg.get("Uniqueid") or "")
+        if name == "Hangup":
+            uid = msg.get("Uniqueid") or ""
+            self._held.discard(uid)
+            arriving = self._arriving.pop(uid, None)
+            if arriving is not None:
+                arriving.set()
+        elif name == "UserEvent" and msg.get("UserEvent") == "CallCenterHold":
+            arriving = self._arriving.pop(msg.get("Uniqueid") or "", None)
+            if arriving is not None:
+                arriving.set()
+
+    def _shutdown_seen(self, msg: Any) -> bool:
+        """The PBX is going down: its calls are lost, not abandoned.
+
+        ``core stop/restart`` soft-hangs-up every channel with
+        AST_SOFTHANGUP_SHUTDOWN (= 4, include/asterisk/channel.h) before the
+        ``Shutdown`` event; the hangups that follow must not reach the core
+        as callers abandoning.  We report PbxDown at the first sign, swallow
+        the rest, and the snapshot after reconnect says ``restarted``.
+        """
+        name = msg.name
+        if not self._shutting_down:
+            if name == "Shutdown" or (name == "SoftHangupRequest" and msg.get("Cause") == "4"):
+                self._shutting_down = True
+                if self._up:
+                    self._up = False
+                    self._emit(PbxDown(self.node, "PBX shutting down"))
+                return True
+            return False
+        return name in ("Hangup", "HangupRequest", "SoftHangupRequest", "OriginateResponse",
+                        "BridgeLeave", "DeviceStateChange", "UserEvent")
 
     # ----------------------------------------------------- FastAGI inbound
     async def on_agi_session(self, agi: Any) -> None:
@@ -164,7 +203,11 @@ class AsteriskDriver:
                 leg_id=leg_id,
                 caller_id=cid,
                 dnis=_known(env.get("agi_dnid")) or _known(env.get("agi_extension")),
-                variables={"queue": requested, "script": env.get("agi_network_script", "")},
+                variables={
+                    "queue": requested,
+                    "priority": args[1] if len(args) > 1 else "",
+                    "script": env.get("agi_network_script", ""),
+                },
                 node=self.node,
             ))
             try:
@@ -208,16 +251,25 @@ class AsteriskDriver:
             raise
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
+        """Bridge a held caller (``leg_a``) with an answered agent leg."""
         ami = self._control()
+        arriving = self._arriving.get(leg_a)
+        if arriving is not None:
+            # The caller may still be leaving its AGI session for
+            # [callcenterd-hold]; bridging it mid-AGI would break that session.
+            try:
+                await asyncio.wait_for(arriving.wait(), HOLD_ARRIVAL_TIMEOUT)
+            except TimeoutError:
+                raise CommandFailed(f"caller {leg_a} did not reach the hold context") from None
         a, b = self._translator.channel_name(leg_a), self._translator.channel_name(leg_b)
-        # Mark first, so the dialplan hangs the leg up rather than putting it
-        # back on hold when the bridge ends (see [callcenterd-hold]).
-        await asyncio.gather(
-            ami.action("Setvar", [("Channel", a), ("Variable", "CC_CONNECTED"), ("Value", "1")]),
-            ami.action("Setvar", [("Channel", b), ("Variable", "CC_CONNECTED"), ("Value", "1")]),
-        )
         await ami.action("Bridge", [("Channel1", a), ("Channel2", b), ("Tone", "no")])
         self._held.discard(leg_a)
+        # When the bridge ends Asterisk resumes the caller after the
+        # MusicOnHold it was yanked from (main/features.c action_bridge sets an
+        # after-bridge goto); this mark makes [callcenterd-hold] hang it up
+        # instead of holding it again.  Set only once bridged: set earlier, a
+        # caller leaving MusicOnHold at that instant would be hung up.
+        await ami.action("Setvar", [("Channel", a), ("Variable", "CC_CONNECTED"), ("Value", "1")])
 
     async def hangup(self, leg_id: str, cause: int = 16) -> None:
         pending = self._agi_calls.get(leg_id)
@@ -258,6 +310,7 @@ class AsteriskDriver:
                 if not done.done():
                     done.set_result(None)  # AGI ends; dialplan goes to hold
             self._held.add(call.leg_id)
+            self._arriving.setdefault(call.leg_id, asyncio.Event())
             return
         ami = self._control()
         self._translator.track(call.leg_id)
@@ -370,8 +423,9 @@ class AsteriskDriver:
     async def _take_snapshot(self, ami: Any) -> PbxSnapshot:
         status = await ami.action("CoreStatus", timeout=SNAPSHOT_TIMEOUT)
         startup = f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}"
-        restarted = self._startup is not None and startup != self._startup
+        restarted = self._shutting_down or (self._startup is not None and startup != self._startup)
         self._startup = startup
+        self._shutting_down = False
         _resp, items = await ami.action_list("Status", [
             ("Variables", "CC_CALL_ID,CC_QUEUE,CC_ENQUEUED,CC_PRIORITY,CC_SKILLS,CC_CONNECTED"),
         ], timeout=SNAPSHOT_TIMEOUT)

@@ -210,6 +210,28 @@ class AmiTranslator:
             self.forget(leg_id)
         return events
 
+    def _hangup_request(self, msg: AmiMessage) -> list[PbxEvent]:
+        """An answered leg is being hung up: report it now.
+
+        Once two legs are bridged, their Hangup events race (the agent leg's
+        dialplan hangs up as soon as the bridge dissolves), but the request
+        on the leg that really hung up comes first (channel.c
+        ast_softhangup publishes SoftHangupRequest; the Hangup() app and
+        AMI Hangup publish HangupRequest).  Unanswered originated legs wait
+        for their OriginateResponse instead.
+        """
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None or leg.ended or not leg.answered or leg.awaiting_response:
+            return []
+        cause = 0
+        if msg.name == "HangupRequest":  # SoftHangupRequest's Cause is a flag set, not Q.850
+            try:
+                cause = int(msg.get("Cause") or 0)
+            except ValueError:
+                pass
+        return self._end(uid, leg, Outcome.ANSWERED, cause, keep=True)
+
     def _bridge_enter(self, msg: AmiMessage) -> list[PbxEvent]:
         uid = msg.get("Uniqueid") or ""
         leg = self.legs.get(uid)
@@ -253,6 +275,8 @@ class AmiTranslator:
         "Newstate": _newstate,
         "OriginateResponse": _originate_response,
         "Hangup": _hangup,
+        "HangupRequest": _hangup_request,
+        "SoftHangupRequest": _hangup_request,
         "BridgeEnter": _bridge_enter,
         "BridgeLeave": _bridge_leave,
         "DTMFEnd": _dtmf_end,
