@@ -98,11 +98,67 @@ def _resolve_all_secrets(config: Any) -> None:
         raise ConfigError(problems)
 
 
+# ----------------------------------------------------------------------- run
+def register_run(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the daemon (systemd: Type=notify)",
+        description="Connect to the configured PBX nodes and serve calls until SIGTERM.",
+    )
+    add_config_option(parser)
+    parser.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from callcenterd.config import ConfigError, load_config
+    from callcenterd.logs import configure_logging
+    from callcenterd.wiring import serve
+
+    try:
+        config = load_config(args.config)
+        configure_logging(config.logging.level, config.logging.format)
+        return asyncio.run(serve(config))
+    except ConfigError as exc:
+        for message in exc.messages:
+            print(message, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+# -------------------------------------------------------------------- report
+def register_report(subparsers: Subparsers) -> None:
+    from callcenterd.report import add_report_arguments, run_report
+
+    parser = subparsers.add_parser(
+        "report",
+        help="KPIs from the journey files (by queue, agent or interval)",
+        description="ASA, AHT, service level, abandon rate and occupancy from the CDR directory.",
+    )
+    add_report_arguments(parser)
+    parser.set_defaults(handler=run_report)
+
+
+def register_agent_commands(subparsers: Subparsers) -> None:
+    from callcenterd.api.cli_commands import register
+
+    register(subparsers)
+
+
+def register_demo(subparsers: Subparsers) -> None:
+    from callcenterd.demo import register
+
+    register(subparsers)
+
+
 # -------------------------------------------------------------------- parser
-# Subcommand name -> register function.  The lead adds "run" here
-# (register_run in callcenterd/daemon or below), then "report", "agent", "demo".
+# Subcommand name -> register function.
 SUBCOMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "check": register_check,
+    "run": register_run,
+    "report": register_report,
+    "agent": register_agent_commands,  # also agents, queues, waiting
+    "demo": register_demo,
 }
 
 
@@ -122,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
+    handler = getattr(args, "handler", None) or getattr(args, "func", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG

@@ -71,7 +71,11 @@ def run_report(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr
             raise ReportError(f"CDR directory {directory} does not exist (use --dir or -c CONFIG)")
         journeys = list(load_journeys(directory, start.timestamp(), end.timestamp(), tz))
         events = list(load_agent_events(directory, start.timestamp(), end.timestamp(), tz)) if args.by == "agent" else []
-        window = (start.timestamp(), end.timestamp())
+        # Agent states run to the end of the window; never past the last thing
+        # recorded (a report of today must not count the rest of the day as
+        # idle, logged-in time).
+        last_seen = max([e.at for e in events] + [j.ended_at or 0.0 for j in journeys], default=end.timestamp())
+        window = (start.timestamp(), min(end.timestamp(), last_seen))
         rows = compute_kpis(journeys, args.by, settings, agent_events=events, window=window, tz=tz)
         total = None if args.by == "agent" else compute_kpis(journeys, "total", settings, tz=tz)
         if args.csv:

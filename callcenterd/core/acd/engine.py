@@ -463,6 +463,7 @@ class Acd:
                 "queue": call.queue,
                 "node": call.node,
                 "position": pos,
+                "enqueued_at": call.enqueued_at,
                 "waited": round(now - call.enqueued_at, 3),
                 "wait_estimate": self._estimate(call, pos, now),
                 "priority": call.priority,

@@ -1,0 +1,151 @@
+"""``callcenterd demo``: the main job on a fresh machine.
+
+Provisions the sandbox Asterisk (Debian packages in a chroot), starts
+callcenterd against it with ``config/demo.yaml``, drives inbound traffic
+(Local-channel customers with random patience; agents that answer, talk and
+hang up), shows live queue and agent status, and on exit prints the KPI
+report from the journey files it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+
+#: Seconds between two status screens.
+STATUS_EVERY = 3.0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="run callcenterd against a sandbox Asterisk with simulated traffic")
+    p.add_argument("-c", "--config", default=str(DEMO_CONFIG), help="demo config (default: config/demo.yaml)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    p.add_argument("--rate", type=float, default=30.0, help="new callers per minute (default 30)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    p.add_argument("--workdir", default="var/demo", help="where CDR and state go (default var/demo)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from callcenterd.sandbox.asterisk import SandboxAsterisk, sandbox_unavailable_reason
+
+    reason = sandbox_unavailable_reason()
+    if reason:
+        print(f"callcenterd demo: cannot run the sandbox Asterisk: {reason}", file=sys.stderr)
+        return 2
+    ami_secret = secrets.token_hex(12)
+    os.environ["CALLCENTERD_AMI_SECRET"] = ami_secret
+    os.environ.setdefault("CALLCENTERD_API_TOKEN", secrets.token_hex(12))
+    print("provisioning the sandbox Asterisk (first run: about a minute)...", flush=True)
+    sandbox = SandboxAsterisk(ami_secret=ami_secret)
+    sandbox.provision()
+    sandbox.start()
+    try:
+        return asyncio.run(_run(args, sandbox, ami_secret))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sandbox.stop()
+
+
+async def _run(args: argparse.Namespace, sandbox: Any, ami_secret: str) -> int:
+    from callcenterd.config import ConfigError, load_config
+    from callcenterd.logs import configure_logging
+    from callcenterd.protocols.ami.session import AmiSession
+    from callcenterd.wiring import build
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.messages:
+            print(line, file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir)
+    cdr_dir = workdir / "cdr"
+    config = config.model_copy(update={
+        "cdr": config.cdr.model_copy(update={"directory": str(cdr_dir)}),
+        "store": config.store.model_copy(update={"path": str(workdir / "state.db")}),
+    })
+    configure_logging(config.logging.level, config.logging.format)
+    rng = random.Random(args.seed)
+    runtime = await build(config, with_api=False)
+    await runtime.start()
+    started = time.time()
+    center = runtime.center
+    for agent in config.agents:
+        center.control("agent_login", agent)
+    traffic = await AmiSession.connect(sandbox.ami_host, sandbox.ami_port, sandbox.ami_user, ami_secret, events="off")
+    queues = list(config.queues)
+    names = {agent_id: a.name or agent_id for agent_id, a in config.agents.items()}
+    calls = 0
+    next_call = time.monotonic()
+    next_status = time.monotonic()
+    try:
+        while time.time() - started < args.duration:
+            now = time.monotonic()
+            if now >= next_call:
+                calls += 1
+                queue = rng.choice(queues)
+                patience = rng.randint(15, 60)  # the customer hangs up after this, answered or not
+                await traffic.action("Originate", [
+                    ("Channel", f"Local/{queue}@customers/n"),
+                    ("Application", "Wait"), ("Data", str(patience)),
+                    ("CallerID", f'"Customer {calls}" <555{calls:04d}>'),
+                    ("Async", "true"),
+                ])
+                next_call = now + rng.expovariate(args.rate / 60.0)
+            if now >= next_status:
+                print_status(center.acd, calls, time.time() - started, names)
+                next_status = now + STATUS_EVERY
+            await asyncio.sleep(0.2)
+        print("\ntraffic stopped; letting the last calls finish...", flush=True)
+        deadline = time.monotonic() + 75
+        while time.monotonic() < deadline and (center.acd.waiting_view() or _busy(center.acd)):
+            await asyncio.sleep(1)
+        print_status(center.acd, calls, time.time() - started, names)
+    finally:
+        await traffic.close()
+        await runtime.stop()
+    print(f"\njourney files: {cdr_dir.resolve()}")
+    for path in sorted(cdr_dir.glob("*")):
+        print(f"  {path.name}")
+    from callcenterd.report import add_report_arguments, run_report
+
+    day = time.strftime("%Y-%m-%d", time.localtime(started))
+    status = 0
+    for by in ("queue", "agent"):
+        print(f"\nKPI report by {by}:")
+        report_args = add_report_arguments(argparse.ArgumentParser()).parse_args(
+            ["--from", day, "--to", day, "--by", by, "--dir", str(cdr_dir), "-c", str(args.config)])
+        status = run_report(report_args) or status
+    return status
+
+
+def _busy(acd: Any) -> bool:
+    return any(a.get("state") in ("ringing", "on-call") for a in acd.agents_view())
+
+
+def print_status(acd: Any, calls: int, elapsed: float, names: dict[str, str], out: TextIO = sys.stdout) -> None:
+    """One screen of live status: agents, queues, waiting callers."""
+    lines = [f"\n=== callcenterd demo  t={elapsed:5.0f}s  callers so far: {calls} ==="]
+    lines.append(f"{'agent':<8}{'name':<8}{'state':<12}{'reason':<12}{'calls':>6}")
+    for a in acd.agents_view():
+        lines.append(f"{a.get('agent', ''):<8}{names.get(a.get('agent', ''), ''):<8}{a.get('state', ''):<12}"
+                     f"{a.get('reason', '') or '':<12}{a.get('calls', 0):>6}")
+    waiting = acd.waiting_view()
+    lines.append(f"waiting: {len(waiting)}")
+    for w in waiting:
+        est = w.get("wait_estimate")
+        lines.append(f"  #{w.get('position')} {w.get('queue'):<8} waited {w.get('waited', 0):5.0f}s"
+                     f"  estimate {'-' if est is None else f'{est:.0f}s'}  prio {w.get('priority', 0)}")
+    print("\n".join(lines), file=out, flush=True)

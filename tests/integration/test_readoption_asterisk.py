@@ -1,0 +1,163 @@
+"""Callers keep their place: callcenterd killed, or its AMI link cut, while
+callers wait in the real sandbox Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from acd_rig import AcdRig, wait_for
+from callcenterd.core import facts as f
+from callcenterd.sandbox.asterisk import free_tcp_port
+
+pytestmark = pytest.mark.asterisk
+
+QUEUE = {"strategy": "linear", "ring_time": 4, "retry_delay": 1, "wrapup_time": 0, "announce_frequency": 0}
+TOKEN = "test-token-0123456789"
+
+
+class Daemon:
+    """``callcenterd run`` as a real process, driven through its HTTP API."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.port, self.log = config, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).with_name("callcenterd")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([str(exe), "run", "-c", str(self.config)], stdout=out, stderr=out)
+
+    def get(self, path: str):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: dict | None = None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST",
+                                     data=json.dumps(body or {}).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def waiting(self) -> list[dict]:
+        try:
+            return self.get("/v1/waiting")["waiting"]
+        except OSError:
+            return []
+
+    def up(self) -> bool:
+        try:
+            self.get("/v1/health")
+            return True
+        except OSError:
+            return False
+
+    def kill(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+
+def _config(asterisk, tmp_path: Path, api_port: int) -> Path:
+    cfg = {
+        "pbx": {"sandbox": {"type": "asterisk",
+                            "ami": {"host": asterisk.ami_host, "port": asterisk.ami_port,
+                                    "username": asterisk.ami_user, "secret": asterisk.ami_secret},
+                            "fastagi": {"host": asterisk.agi_host, "port": asterisk.agi_port}}},
+        "queues": {"support": QUEUE},
+        "agents": {"1001": {"device": "Local/1001@agents/n", "queues": ["support"]}},
+        "cdr": {"directory": str(tmp_path / "cdr")},
+        "store": {"path": str(tmp_path / "state.db")},
+        "api": {"host": "127.0.0.1", "port": api_port, "token": TOKEN},
+        "logging": {"level": "info", "format": "json"},
+    }
+    path = tmp_path / "callcenterd.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+async def test_sigkill_while_three_callers_wait_then_restart_keeps_order_and_times(asterisk, tmp_path):
+    port = free_tcp_port()
+    daemon = Daemon(_config(asterisk, tmp_path, port), port, tmp_path / "daemon.log")
+    daemon.start()
+    rig = AcdRig(asterisk, tmp_path, queues={}, agents={}, login=False)  # only for its traffic session
+    try:
+        await wait_for(daemon.up, "daemon API up", timeout=30)
+        from callcenterd.protocols.ami.session import AmiSession
+
+        traffic = await AmiSession.connect(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user,
+                                           asterisk.ami_secret, events="off")
+        try:
+            for i in range(3):
+                await traffic.action("Originate", [
+                    ("Channel", "Local/support@customers/n"), ("Application", "Wait"), ("Data", "90"),
+                    ("CallerID", f'"Waiter {i}" <55501{i}>'), ("Async", "true"),
+                ])
+                await wait_for(lambda i=i: len(daemon.waiting()) == i + 1, f"caller {i} waiting")
+                await asyncio.sleep(0.3)
+            before = daemon.waiting()
+            assert [w["position"] for w in before] == [1, 2, 3]
+
+            daemon.kill(signal.SIGKILL)
+            # the callers are still in Asterisk, on hold
+            assert rig.channel_count() >= 6  # 3 customers x 2 Local halves
+
+            daemon.start()
+            await wait_for(lambda: len(daemon.waiting()) == 3, "callers re-adopted", timeout=30)
+            after = daemon.waiting()
+            assert [w["call_id"] for w in after] == [w["call_id"] for w in before]
+            for b, a in zip(before, after):
+                assert abs(a["enqueued_at"] - b["enqueued_at"]) < 0.002, (b, a)
+
+            # served in that order once an agent logs in
+            daemon.post("/v1/agents/1001/login")
+            await wait_for(lambda: [w["call_id"] for w in daemon.waiting()] == [w["call_id"] for w in before[1:]],
+                           "first caller taken first")
+        finally:
+            await traffic.close()
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.kill(signal.SIGTERM)
+        asterisk.cli("channel request hangup all")
+    journeys = [json.loads(line) for p in (tmp_path / "cdr").glob("journeys-*.jsonl")
+                for line in p.read_text().splitlines() if line.strip()]
+    # nothing was written twice across the kill
+    ids = [j["call_id"] for j in journeys]
+    assert len(ids) == len(set(ids))
+
+
+async def test_ami_link_drop_while_callers_wait_readopts_in_order(asterisk, tmp_path):
+    rig = AcdRig(asterisk, tmp_path, queues={"support": QUEUE}, agents={"1001": {"device": "Local/1001@agents/n",
+                                                                               "queues": ["support"]}})
+    async with rig:
+        rig.control("agent_pause", "1001", "meeting")
+        calls = []
+        for _ in range(2):
+            number = await rig.customer("support", patience=40)
+            calls.append(await rig.call_id(number))
+            await rig.fact(f.CallerEnqueued, call_id=calls[-1])
+        before = rig.runtime.center.acd.waiting_view()
+        supervisor = rig.runtime.supervisors[0]
+        driver = rig.runtime.drivers["sandbox"]
+        session = supervisor.session
+        session._writer.transport.abort()  # the TCP link dies; Asterisk stays up
+        await wait_for(lambda: not driver.up, "driver saw the drop", timeout=10)
+        await wait_for(lambda: driver.up and supervisor.session is not session, "reconnected", timeout=20)
+        after = rig.runtime.center.acd.waiting_view()
+        assert [w["call_id"] for w in after] == [w["call_id"] for w in before] == calls
+        assert [w["enqueued_at"] for w in after] == [w["enqueued_at"] for w in before]
+        assert not rig.of(f.CallEnded)  # nobody was lost
+        rig.control("agent_unpause", "1001")
+        connected = await rig.fact(f.CallerConnected)
+        assert connected.call_id == calls[0]
