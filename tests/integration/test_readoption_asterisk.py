@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +95,11 @@ async def test_sigkill_while_three_callers_wait_then_restart_keeps_order_and_tim
     rig = AcdRig(asterisk, tmp_path, queues={}, agents={}, login=False)  # only for its traffic session
     try:
         await wait_for(daemon.up, "daemon API up", timeout=30)
+        daemon.post("/v1/agents/1001/login")
+        daemon.post("/v1/agents/1001/pause", {"reason": "training"})
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            daemon.post("/v1/agents/9999/login")
+        assert unknown.value.code == 404 and "9999" in json.loads(unknown.value.read())["error"]
         from callcenterd.protocols.ami.session import AmiSession
 
         traffic = await AmiSession.connect(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user,
@@ -120,8 +126,11 @@ async def test_sigkill_while_three_callers_wait_then_restart_keeps_order_and_tim
             for b, a in zip(before, after):
                 assert abs(a["enqueued_at"] - b["enqueued_at"]) < 0.002, (b, a)
 
-            # served in that order once an agent logs in
-            daemon.post("/v1/agents/1001/login")
+            # the agent's login and pause came back from the store
+            agent = next(a for a in daemon.get("/v1/agents")["agents"] if a["agent"] == "1001")
+            assert agent["state"] == "paused" and agent["reason"] == "training"
+            # served in that order once the agent is back
+            daemon.post("/v1/agents/1001/unpause")
             await wait_for(lambda: [w["call_id"] for w in daemon.waiting()] == [w["call_id"] for w in before[1:]],
                            "first caller taken first")
         finally:
