@@ -102,6 +102,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
+    # one line per HTTP request (agent API polling) is noise at info level
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))
 
     structlog.configure(
         processors=[

@@ -238,3 +238,27 @@ async def test_pbx_restart_closes_journeys_and_keeps_agents_logged_in(asterisk, 
         # the traffic session died with the PBX; reconnect it for the rig's stop
         await rig.traffic.close()
         rig.traffic = None
+
+
+async def test_waiting_callers_hear_their_position(asterisk, tmp_path):
+    rig = AcdRig(asterisk, tmp_path, queues={"support": {**QUEUE, "announce_frequency": 2}},
+                 agents={"1001": agent("Local/1001@agents/n")})
+    async with rig:
+        rig.control("agent_pause", "1001", "meeting")
+        calls = []
+        for _ in range(2):
+            number = await rig.customer("support", patience=12)
+            calls.append(await rig.call_id(number))
+            await rig.fact(f.CallerEnqueued, call_id=calls[-1])
+        second_leg = rig.of(f.CallStarted, call_id=calls[1])[0].leg_id
+        channel = rig.runtime.drivers["sandbox"]._translator.channel_name(second_leg)
+        console = asterisk.log_path
+        # [callcenterd-hold] says "there are <n> calls waiting" for position 2
+        await wait_for(lambda: f'SayNumber("{channel}", "2")' in console.read_text(errors="replace"),
+                       "position 2 announced to the second caller", timeout=15, poll=0.5)
+        rig.control("agent_unpause", "1001")
+        first = await rig.fact(f.CallerConnected)
+        assert first.call_id == calls[0]
+        # once the first caller is taken, the second one moves up to position 1
+        await wait_for(lambda: f'Playback("{channel}", "queue-youarenext")' in console.read_text(errors="replace"),
+                       "second caller told it is next", timeout=15, poll=0.5)
