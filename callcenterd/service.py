@@ -16,6 +16,7 @@ import structlog
 
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts
+from callcenterd.logs import bind_call
 from callcenterd.pbx.api import (
     CallArrived,
     DeviceState,
@@ -155,6 +156,10 @@ class CallCenter:
         """Inbound call: until the IVR wave, the dialplan names the queue."""
         call_id = self._new_id()
         queue = event.variables.get("queue", "") or self._default_queue
+        with bind_call(call_id=call_id, queue=queue):
+            return self._admit_call(event, call_id, queue)
+
+    def _admit_call(self, event: CallArrived, call_id: str, queue: str) -> list[Any]:
         started = facts.CallStarted(
             at=self._clock(), call_id=call_id, leg_id=event.leg_id,
             caller_number=event.caller_id.number, caller_name=event.caller_id.name,
@@ -252,6 +257,10 @@ class CallCenter:
         if previous is not None:
             with contextlib.suppress(BaseException):
                 await previous
+        with bind_call(**_context_of(command)):
+            await self._send(driver, command)
+
+    async def _send(self, driver: PbxPort, command: Any) -> None:
         try:
             if isinstance(command, cmd.Originate):
                 await driver.originate(command.request)
@@ -300,6 +309,16 @@ def _priority(text: str, call_id: str, default: int) -> int:
         return default
     low, high = PRIORITY_RANGE
     return min(high, max(low, value))
+
+
+def _context_of(command: Any) -> dict[str, str]:
+    """Per-call log context for a command (call id, queue, agent)."""
+    if isinstance(command, cmd.Originate):
+        v = command.request.variables
+        return {"call_id": command.request.call_id, "queue": v.get("CC_QUEUE", ""), "agent": v.get("CC_AGENT", "")}
+    if isinstance(command, cmd.Hold):
+        return {"call_id": command.call.call_id, "queue": command.call.queue}
+    return {}
 
 
 def _leg_of(command: Any) -> str:

@@ -1,0 +1,154 @@
+"""The core loop: PBX events in, ACD decisions executed on a driver, facts out."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+import pytest
+
+from callcenterd.core import facts as f
+from callcenterd.core.acd.engine import Acd
+from callcenterd.core.acd.specs import AgentSpec, QueueSpec
+from callcenterd.pbx.api import (
+    CallArrived,
+    CallerId,
+    CommandFailed,
+    LegAnswered,
+    LegHungUp,
+    Outcome,
+    PbxSnapshot,
+    PbxUp,
+)
+from callcenterd.service import CallCenter
+
+
+class FakeDriver:
+    """Records port calls in order; can be told to fail a method."""
+
+    node = "ast1"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.fail: dict[str, Exception] = {}
+        self.slow: dict[str, float] = {}
+
+    async def _record(self, name, *args):
+        if name in self.slow:
+            await asyncio.sleep(self.slow[name])
+        self.calls.append((name, *args))
+        if name in self.fail:
+            raise self.fail[name]
+
+    async def originate(self, request):
+        await self._record("originate", request)
+
+    async def bridge(self, a, b):
+        await self._record("bridge", a, b)
+
+    async def hangup(self, leg, cause=16):
+        await self._record("hangup", leg)
+
+    async def hold(self, call, spec):
+        await self._record("hold", call, spec)
+
+    async def update_hold(self, leg, spec):
+        await self._record("update_hold", leg, spec)
+
+    async def redirect(self, leg, destination):
+        await self._record("redirect", leg, destination)
+
+    def names(self):
+        return [c[0] for c in self.calls]
+
+
+@pytest.fixture
+async def center():
+    ids = itertools.count(1)
+    acd = Acd(
+        [QueueSpec("support", ring_time=5, retry_delay=1), QueueSpec("sales", ring_time=5)],
+        [AgentSpec("1001", "PJSIP/1001", node="ast1", queues=("support",)),
+         AgentSpec("1002", "PJSIP/1002", node="ast1", queues=("support",))],
+        asyncio.get_running_loop().time, rng=random.Random(1), new_id=lambda: f"leg-{next(ids)}",
+    )
+    driver = FakeDriver()
+    c = CallCenter(acd, {"ast1": driver}, clock=asyncio.get_running_loop().time,
+                   new_id=lambda: f"call-{next(ids)}", queue_priority={"support": 0, "sales": 5},
+                   default_queue="support")
+    seen: list = []
+    c.add_listener(seen.append)
+    task = asyncio.create_task(c.run())
+    c.dispatch(PbxUp("ast1", PbxSnapshot()))
+    yield c, driver, seen
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def arrive(c, leg="caller-1", queue="support", priority=""):
+    c.emit(CallArrived(leg, CallerId("5550001", "Ann"), "100", {"queue": queue, "priority": priority}, "ast1"))
+
+
+async def test_arrival_is_held_then_an_agent_is_dialled_and_bridged(center):
+    c, driver, seen = center
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    assert driver.names()[:2] == ["hold", "originate"]
+    hold, originate = driver.calls[0], driver.calls[1]
+    assert hold[1].queue == "support" and originate[1].endpoint == "PJSIP/1001"
+    assert originate[1].caller_id == CallerId("5550001", "Ann")
+    c.emit(LegAnswered(originate[1].leg_id))
+    await asyncio.sleep(0.05)
+    assert driver.calls[-1] == ("bridge", "caller-1", originate[1].leg_id)
+    assert any(isinstance(x, f.CallerConnected) and x.agent == "1001" for x in seen)
+
+
+async def test_a_failed_originate_moves_on_to_the_next_agent(center):
+    c, driver, seen = center
+    driver.fail["originate"] = CommandFailed("Originate: no such device")
+    c.control("agent_login", "1001")
+    c.control("agent_login", "1002")
+    arrive(c)
+    await asyncio.sleep(0.1)
+    originated = [call[1].endpoint for call in driver.calls if call[0] == "originate"]
+    assert originated[:2] == ["PJSIP/1001", "PJSIP/1002"] or originated[:2] == ["PJSIP/1002", "PJSIP/1001"]
+    assert [x.reason for x in seen if isinstance(x, f.AgentRingNoAnswer)][:1] == ["failed"]
+
+
+async def test_unknown_queue_falls_back_to_the_default_and_bad_priority_is_ignored(center):
+    c, driver, seen = center
+    arrive(c, queue="no-such-queue", priority="urgent!")
+    await asyncio.sleep(0.05)
+    enq = [x for x in seen if isinstance(x, f.CallerEnqueued)]
+    assert enq and enq[0].queue == "support" and enq[0].priority == 0
+
+
+async def test_queue_default_priority_applies_and_dialplan_priority_is_clamped(center):
+    c, driver, seen = center
+    arrive(c, leg="a", queue="sales")
+    arrive(c, leg="b", queue="support", priority="100000")
+    await asyncio.sleep(0.05)
+    enq = {x.queue: x.priority for x in seen if isinstance(x, f.CallerEnqueued)}
+    assert enq == {"sales": 5, "support": 100}
+
+
+async def test_commands_on_one_leg_run_in_order_even_when_one_is_slow(center):
+    c, driver, seen = center
+    driver.slow["originate"] = 0.05
+    c.control("agent_login", "1001")
+    arrive(c)
+    await settle()
+    c.emit(LegHungUp("caller-1", Outcome.ANSWERED))  # caller gives up while the agent leg is being dialled
+    await asyncio.sleep(0.2)
+    # the agent leg's Hangup waited for its (slow) Originate to be sent first
+    agent_leg = next(call[1].leg_id for call in driver.calls if call[0] == "originate")
+    on_leg = [call[0] for call in driver.calls
+              if (call[0] == "originate" and call[1].leg_id == agent_leg) or (call[0] == "hangup" and call[1] == agent_leg)]
+    assert on_leg == ["originate", "hangup"]
+    assert any(isinstance(x, f.CallEnded) and x.outcome == "abandoned" for x in seen)
