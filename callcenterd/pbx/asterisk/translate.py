@@ -74,6 +74,7 @@ class _Leg:
     awaiting_response: bool = False  # an Originate is in flight for it
     cause: int | None = None  # from its Hangup event, if seen first
     we_hung_up: bool = False
+    reason_zero: bool = False  # OriginateResponse said Reason 0; the Hangup will say why
     ended: bool = False
     bridge: str = ""
 
@@ -160,20 +161,23 @@ class AmiTranslator:
         except ValueError:
             reason = 0
         outcome = _REASON_OUTCOME.get(reason)
+        if outcome is None and leg.cause is None and leg_id in self.channels:
+            # Reason 0 says only "it failed"; the channel's own Hangup (still
+            # to come: the order varies between runs) carries the cause that
+            # tells rejected from cancelled from failed.  Wait for it.
+            leg.reason_zero = True
+            return []
         cause = leg.cause or 0
         if outcome is None:
-            if leg.cause is not None and leg.cause not in (0, 16):
-                outcome = outcome_from_q850(leg.cause, False)
-            elif leg.we_hung_up:
-                outcome = Outcome.CANCELLED
-            else:
-                outcome = Outcome.FAILED
-        if leg.cause is not None:
-            return self._end(leg_id, leg, outcome, cause)
-        # The ;1 Hangup has not come yet (the order varies between runs):
-        # report now and swallow that Hangup later, if a channel exists at all
-        # (an unknown technology never creates one).
-        return self._end(leg_id, leg, outcome, cause, keep=leg_id in self.channels)
+            outcome = self._reason_zero_outcome(leg, cause)
+        # a channel whose Hangup is still to come: report now, swallow it later
+        return self._end(leg_id, leg, outcome, cause, keep=leg.cause is None and leg_id in self.channels)
+
+    @staticmethod
+    def _reason_zero_outcome(leg: _Leg, cause: int) -> Outcome:
+        if cause not in (0, 16):
+            return outcome_from_q850(cause, False)
+        return Outcome.CANCELLED if leg.we_hung_up else Outcome.FAILED
 
     def _hangup(self, msg: AmiMessage) -> list[PbxEvent]:
         uid = msg.get("Uniqueid") or ""
@@ -191,8 +195,14 @@ class AmiTranslator:
             # Before answer the ;1 half of a Local channel reports cause 0 for
             # a busy callee (core_local.c); OriginateResponse's Reason is the
             # better source.  Remember the cause and wait for it.
-            leg.cause = cause
+            if leg.cause is None or cause:
+                leg.cause = cause
             return []
+        if leg.reason_zero:
+            cause = cause or (leg.cause or 0)
+            events = self._end(uid, leg, self._reason_zero_outcome(leg, cause), cause)
+            self.forget(uid)
+            return events
         outcome = outcome_from_q850(cause, leg.answered)
         if leg.we_hung_up and not leg.answered:
             outcome = Outcome.CANCELLED
@@ -222,7 +232,7 @@ class AmiTranslator:
         """
         uid = msg.get("Uniqueid") or ""
         leg = self.legs.get(uid)
-        if leg is None or leg.ended or not leg.answered or leg.awaiting_response:
+        if leg is None or leg.ended:
             return []
         cause = 0
         if msg.name == "HangupRequest":  # SoftHangupRequest's Cause is a flag set, not Q.850
@@ -230,6 +240,15 @@ class AmiTranslator:
                 cause = int(msg.get("Cause") or 0)
             except ValueError:
                 pass
+        if leg.awaiting_response:
+            # Hangup(21) before answer: the ;1 HangupRequest carries cause 21,
+            # but its Hangup may come only after the OriginateResponse
+            # (Reason 0).  Keep the cause for that response.
+            if cause:
+                leg.cause = cause
+            return []
+        if not leg.answered:
+            return []
         return self._end(uid, leg, Outcome.ANSWERED, cause, keep=True)
 
     def _bridge_enter(self, msg: AmiMessage) -> list[PbxEvent]:

@@ -115,3 +115,29 @@ def test_bridge_and_hangup_of_tracked_legs():
 )
 def test_device_key(device, key):
     assert device_key(device) == key
+
+
+def _m(*pairs):
+    from callcenterd.protocols.ami.codec import Message
+
+    return Message.from_pairs(pairs)
+
+
+@pytest.mark.parametrize("order", ["request-first", "response-first", "hangup-first"])
+def test_rejected_whatever_the_event_order(order):
+    # Asterisk 22 sends these three in varying orders for Hangup(21) before answer
+    new = _m(("Event", "Newchannel"), ("Channel", "Local/2004@agents-1;1"), ("Uniqueid", "leg-r"))
+    request = _m(("Event", "HangupRequest"), ("Uniqueid", "leg-r"), ("Cause", "21"))
+    response = _m(("Event", "OriginateResponse"), ("ActionID", "a-r"), ("Response", "Failure"),
+                  ("Reason", "0"), ("Uniqueid", "leg-r"))
+    hangup = _m(("Event", "Hangup"), ("Uniqueid", "leg-r"), ("Cause", "21"))
+    sequence = {
+        "request-first": [request, response, hangup],
+        "response-first": [response, request, hangup],
+        "hangup-first": [request, hangup, response],
+    }[order]
+    tr = AmiTranslator()
+    tr.originating("a-r", "leg-r")
+    events = [e for m in [new, *sequence] for e in tr.feed(m)]
+    assert events == [LegHungUp("leg-r", Outcome.REJECTED, 21)]
+    assert "leg-r" not in tr.legs  # nothing left behind
