@@ -157,9 +157,7 @@ def test_test_contexts_and_globals(asterisk: SandboxAsterisk) -> None:
 
 
 def test_product_dialplan_is_included(asterisk: SandboxAsterisk) -> None:
-    product = asterisk.dialplan_dir / sandbox_mod.PRODUCT_EXTENSIONS
-    if not product.exists():
-        pytest.skip(f"{product} not written yet")
+    assert (asterisk.dialplan_dir / sandbox_mod.PRODUCT_EXTENSIONS).exists()
     inbound = asterisk.cli("dialplan show callcenterd-inbound")
     assert "Context 'callcenterd-inbound'" in inbound
     assert "extensions_callcenterd.conf" in inbound
