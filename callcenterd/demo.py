@@ -121,12 +121,14 @@ async def _run(args: argparse.Namespace, sandbox: Any, ami_secret: str) -> int:
         print(f"  {path.name}")
     from callcenterd.report import add_report_arguments, run_report
 
-    day = time.strftime("%Y-%m-%d", time.localtime(started))
+    # this run only (the CDR directory keeps earlier runs' journeys)
+    since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(started))
+    until = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 60))
     status = 0
     for by in ("queue", "agent"):
         print(f"\nKPI report by {by}:")
         report_args = add_report_arguments(argparse.ArgumentParser()).parse_args(
-            ["--from", day, "--to", day, "--by", by, "--dir", str(cdr_dir), "-c", str(args.config)])
+            ["--from", since, "--to", until, "--by", by, "--dir", str(cdr_dir), "-c", str(args.config)])
         status = run_report(report_args) or status
     return status
 
