@@ -93,7 +93,7 @@ class Runtime:
     center: Any
     drivers: dict[str, Any]
     supervisors: list[Any] = field(default_factory=list)
-    agi_servers: list[Any] = field(default_factory=list)
+    call_servers: list[Any] = field(default_factory=list)  # FastAGI / ESL outbound: where PBXes hand us calls
     cdr: Any = None
     store: Any = None
     api: Any = None
@@ -107,7 +107,7 @@ class Runtime:
             # logins and pauses survive a restart of callcenterd
             self.center.control("import_state", self.saved_agents)
             log.info("agents.restored", agents=sorted(a for a, s in self.saved_agents.items() if s["logged_in"]))
-        for server in self.agi_servers:
+        for server in self.call_servers:
             await server.start()
         self.tasks.append(asyncio.create_task(self.center.run(), name="core"))
         for sup in self.supervisors:
@@ -119,7 +119,7 @@ class Runtime:
         """Graceful stop: callers stay in the PBX; CDR flushed to disk."""
         if self.api is not None:
             await self.api.stop()
-        for server in self.agi_servers:
+        for server in self.call_servers:
             await server.close()
         await self.center.drain(SHUTDOWN_GRACE)
         for sup in self.supervisors:
@@ -180,7 +180,7 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
         if isinstance(spec, AsteriskNode):
             _build_asterisk(runtime, node, spec)
         elif isinstance(spec, FreeswitchNode):
-            raise NotImplementedError(f"pbx.{node}: the FreeSWITCH driver is not available yet")
+            _build_freeswitch(runtime, node, spec)
 
     # --- device names as each PBX reports them
     for spec in agent_specs(config):
@@ -219,7 +219,25 @@ def _build_asterisk(runtime: Runtime, node: str, spec: AsteriskNode) -> None:
     driver.attach(supervisor)
     runtime.drivers[node] = driver
     runtime.supervisors.append(supervisor)
-    runtime.agi_servers.append(FastAgiServer(driver.on_agi_session, spec.fastagi.host, spec.fastagi.port))
+    runtime.call_servers.append(FastAgiServer(driver.on_agi_session, spec.fastagi.host, spec.fastagi.port))
+
+
+def _build_freeswitch(runtime: Runtime, node: str, spec: FreeswitchNode) -> None:
+    """ESL inbound (control, events) with a reconnect supervisor, plus the
+    outbound-socket server the dialplan's ``socket`` app connects to."""
+    from callcenterd.pbx.freeswitch.driver import FreeswitchDriver
+    from callcenterd.protocols.esl.outbound import EslOutboundServer
+    from callcenterd.protocols.esl.supervisor import EslSupervisor
+
+    driver = FreeswitchDriver(node, runtime.center.emit)
+    supervisor = EslSupervisor(
+        spec.esl.host, spec.esl.port, spec.esl.resolve_password().get_secret_value(),
+        on_connected=driver.on_esl_connected,
+        on_disconnected=driver.on_esl_disconnected,
+    )
+    runtime.drivers[node] = driver
+    runtime.supervisors.append(supervisor)
+    runtime.call_servers.append(EslOutboundServer(driver.on_outbound_call, spec.outbound.host, spec.outbound.port))
 
 
 class AcdControl:

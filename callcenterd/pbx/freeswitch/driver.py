@@ -1,0 +1,619 @@
+"""The FreeSWITCH driver: the PBX port over ESL (inbound socket for control
+and events, the dialplan's ``socket`` app for inbound calls).
+
+How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
+
+* the dialplan runs ``socket 127.0.0.1:8084 async full``; each connection
+  becomes :class:`CallArrived` (leg id = the channel's Unique-ID).  The core
+  answers with :meth:`hold`: we answer, stamp ``cc_*`` variables, start
+  ``endless_playback`` of the music and close the socket.  In async mode the
+  ``socket`` app parks the channel (mod_event_socket.c socket_function ->
+  switch_ivr_park) and runs our queued apps inside that park; we never send
+  ``resume``, so when the socket closes the caller stays in FreeSWITCH,
+  parked, still hearing the music, whether callcenterd runs or not;
+* an agent leg is ``bgapi originate {origination_uuid=<leg id>,...}<endpoint>
+  &park()``: every event about it carries our leg id;
+* on answer the core asks for :meth:`bridge`: ``uuid_bridge caller agent``,
+  then ``cc_connected=1`` on the caller (the snapshot skips it);
+* on (re)connect, :meth:`snapshot` lists channels (``show channels as
+  json``) and reads the ``cc_*`` stamps with ``uuid_getvar`` so the core can
+  re-adopt waiting callers in order.  A FreeSWITCH restart is seen by its
+  ``core_uuid`` (or, failing that, its boot time from ``status``) changing.
+
+Nothing FreeSWITCH-specific leaks into the core: events and outcomes are the
+same as the Asterisk driver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import structlog
+
+from callcenterd.pbx.api import (
+    CallArrived,
+    CallerId,
+    CommandFailed,
+    ConnectionLost,
+    HoldSpec,
+    OriginateRequest,
+    PbxDown,
+    PbxEvent,
+    PbxSnapshot,
+    PbxUp,
+    UnsafeValue,
+    WaitingCall,
+    check_safe,
+)
+from callcenterd.pbx.freeswitch.translate import FsTranslator, cause_name
+from callcenterd.protocols.errors import Timeout
+from callcenterd.protocols.esl.codec import esl_originate_vars, esl_quote_arg, esl_quote_var
+
+log = structlog.get_logger(__name__)
+
+#: How long an inbound socket waits for the core to decide what to do with
+#: the call before the driver holds the caller by itself (stamped with the
+#: requested queue, so a later snapshot re-adopts it).
+DECISION_TIMEOUT = 10.0
+#: Deadline for the snapshot's api commands after a (re)connect.
+SNAPSHOT_TIMEOUT = 15.0
+#: A bgapi originate job is given the ring timeout plus this margin.
+JOB_MARGIN = 15.0
+#: A FreeSWITCH whose boot time (from ``status`` uptime) moved by more than
+#: this restarted (used only when ``core_uuid`` cannot be read).
+BOOT_JITTER = 5.0
+
+#: Events the driver needs.  mod_event_socket only sends what was asked for
+#: and nothing is re-sent after a reconnect, so on_esl_connected asks again.
+EVENTS = (
+    "CHANNEL_CREATE",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_ANSWER",
+    "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE",
+    "DTMF",
+    "BACKGROUND_JOB",
+)
+AVMD_EVENTS = ("CUSTOM", "avmd::beep", "avmd::timeout")
+
+#: Variables stamped on a held caller (FreeSWITCH variable names are
+#: case-insensitive: switch_event_get_header uses strcasecmp).
+STAMPS = ("cc_call_id", "cc_queue", "cc_enqueued", "cc_priority", "cc_skills", "cc_connected")
+
+_UPTIME = re.compile(
+    r"UP (\d+) years?, (\d+) days?, (\d+) hours?, (\d+) minutes?, (\d+) seconds?, (\d+) milliseconds?"
+)
+_UUIDISH = re.compile(r"[0-9A-Za-z][0-9A-Za-z\-]{7,63}\Z")
+_DISPLAY_UNSAFE = re.compile(r"[${}\[\]<>]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class EslControl(Protocol):
+    """What the driver needs of an inbound ESL session."""
+
+    closed: bool
+
+    async def api(self, cmd: str, *, timeout: float | None = None) -> str: ...
+
+    async def bgapi_start(self, cmd: str, *, timeout: float | None = None) -> "asyncio.Future[Any]": ...
+
+    async def subscribe(self, names: Any = "ALL") -> str: ...
+
+    def events(self) -> Any: ...
+
+
+def uptime_seconds(status: str) -> float | None:
+    """Seconds since start from ``api status`` (``UP 0 years, 0 days, ...``)."""
+    m = _UPTIME.search(status)
+    if m is None:
+        return None
+    y, d, h, mi, s, ms = (int(g) for g in m.groups())
+    return (((y * 365 + d) * 24 + h) * 60 + mi) * 60 + s + ms / 1000.0
+
+
+def _skills_str(skills: Mapping[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted(skills.items()))
+
+
+def _parse_skills(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        name, _, level = item.partition(":")
+        try:
+            out[name] = int(level)
+        except ValueError:
+            continue
+    return out
+
+
+def _clean_inbound(text: str | None) -> str:
+    """Caller ID as FreeSWITCH hands it over: URL-decoding can yield control
+    characters (``%0A``); the port refuses those, so they become blanks."""
+    return _CONTROL.sub(" ", text or "")
+
+
+def _display_value(text: str) -> str:
+    """A caller-supplied display value (caller ID) made safe to dial with.
+
+    Quoting carries anything but ``${`` and unbalanced brackets; rather than
+    refuse an agent leg because of a caller's name, those are dropped.
+    """
+    try:
+        esl_quote_var(text)
+        return text
+    except UnsafeValue:
+        check_safe(text, "caller ID")  # CR/LF stay a hard error
+        return _DISPLAY_UNSAFE.sub("", text)
+
+
+def _getvar_value(body: str) -> str | None:
+    """``uuid_getvar`` answers ``_undef_`` for an unset variable
+    (mod_commands.c uuid_getvar_function) and ``-ERR ...`` for no channel."""
+    value = body.rstrip("\n")
+    if value in ("", "_undef_") or value.startswith("-ERR"):
+        return None
+    return value
+
+
+def _check_ok(body: str, what: str) -> str:
+    if body.lstrip().startswith("-ERR") or body.lstrip().startswith("-USAGE"):
+        raise CommandFailed(f"{what}: {body.strip()[:120]}")
+    return body
+
+
+class _Pending:
+    """An inbound call still on its outbound socket, waiting for the core."""
+
+    __slots__ = ("call", "decided", "answered")
+
+    def __init__(self, call: Any, answered: bool) -> None:
+        self.call = call
+        self.decided: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.answered = answered
+
+    def release(self) -> None:
+        if not self.decided.done():
+            self.decided.set_result(None)
+
+
+class FreeswitchDriver:
+    """Implements :class:`callcenterd.pbx.api.PbxPort` for one FreeSWITCH node."""
+
+    def __init__(
+        self,
+        node: str,
+        emit: Callable[[PbxEvent], None],
+        *,
+        moh_stream: str = "local_stream://moh",
+        decision_timeout: float = DECISION_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self._emit = emit
+        self._moh_stream = check_safe(moh_stream, "music-on-hold stream")
+        self._decision_timeout = decision_timeout
+        self._clock = clock
+        self._esl: EslControl | None = None
+        self._translator = FsTranslator()
+        self._pending: dict[str, _Pending] = {}
+        self._held: set[str] = set()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._core_uuid: str | None = None
+        self._boot_at: float | None = None
+        self._up = False
+        self.avmd = False
+        self.events_seen = 0
+
+    # ------------------------------------------------------------- lifecycle
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    async def on_esl_connected(self, session: EslControl) -> None:
+        """Subscribe, resync from a snapshot, report PbxUp, then pump events."""
+        if self._pump is not None:
+            self._pump.cancel()
+        self._esl = session
+        await session.subscribe(list(EVENTS))
+        module = await session.api("module_exists mod_avmd", timeout=SNAPSHOT_TIMEOUT)
+        self.avmd = module.strip() == "true"
+        if self.avmd:
+            await session.subscribe(list(AVMD_EVENTS))
+        snapshot = await self._take_snapshot(session)
+        self._up = True
+        self._emit(PbxUp(self.node, snapshot))
+        self._pump = asyncio.create_task(self._pump_events(session), name=f"fs-events-{self.node}")
+
+    async def on_esl_disconnected(self, reason: object) -> None:
+        self._esl = None
+        if self._up:
+            self._up = False
+            self._emit(PbxDown(self.node, str(reason) if reason else "connection closed"))
+
+    async def close(self) -> None:
+        """Stop the event pump and forget in-flight jobs (shutdown)."""
+        tasks = [t for t in (self._pump, *self._jobs) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _pump_events(self, session: EslControl) -> None:
+        async for ev in session.events():
+            self.events_seen += 1
+            self.on_esl_event(ev)
+
+    def on_esl_event(self, ev: Any) -> None:
+        for event in self._translator.feed(ev):
+            self._emit(event)
+        if ev.name == "CHANNEL_HANGUP_COMPLETE":
+            self._held.discard(ev.uuid)
+
+    # -------------------------------------------------- outbound socket calls
+    async def on_outbound_call(self, call: Any) -> None:
+        """One inbound call from the ``socket`` app: report it, wait for the
+        core's decision (hold / hangup / redirect), then release the socket."""
+        leg_id = call.uuid
+        data: Mapping[str, str] = call.channel_data
+        answered = data.get("Answer-State") == "answered"
+        pending = _Pending(call, answered)
+        self._pending[leg_id] = pending
+        self._translator.track(leg_id)
+        requested = call.variable("cc_queue") or data.get("Caller-Destination-Number", "")
+        try:
+            self._emit(CallArrived(
+                leg_id=leg_id,
+                caller_id=CallerId(_clean_inbound(data.get("Caller-Caller-ID-Number")),
+                                   _clean_inbound(data.get("Caller-Caller-ID-Name"))),
+                dnis=_clean_inbound(data.get("Caller-Destination-Number")),
+                variables={"queue": _clean_inbound(requested),
+                           "priority": _clean_inbound(call.variable("cc_priority") or "")},
+                node=self.node,
+            ))
+            closed = asyncio.ensure_future(call.wait_closed())
+            try:
+                done, _ = await asyncio.wait({pending.decided, closed}, timeout=self._decision_timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not done:
+                log.warning("fs.no_decision", leg=leg_id, timeout=self._decision_timeout)
+                await self._hold_unowned(pending, _clean_inbound(requested))
+        finally:
+            self._pending.pop(leg_id, None)
+
+    async def _hold_unowned(self, pending: _Pending, queue: str) -> None:
+        """The core never decided: stamp the caller ourselves and hold it, so
+        it is re-adopted at the next snapshot (the Asterisk dialplan does the
+        same in [callcenterd-inbound])."""
+        call = pending.call
+        try:
+            stamps = {"cc_call_id": call.uuid, "cc_queue": queue, "cc_enqueued": f"{self._clock():.3f}",
+                      "cc_priority": "0"}
+            await self._socket_hold(pending, stamps, self._moh_stream)
+        except (ConnectionLost, Timeout, CommandFailed, UnsafeValue) as exc:
+            log.warning("fs.self_hold_failed", leg=call.uuid, error=str(exc))
+
+    async def _socket_hold(self, pending: _Pending, stamps: Mapping[str, str], stream: str) -> None:
+        call = pending.call
+        if not pending.answered:
+            await call.answer()
+            pending.answered = True
+        for name, value in stamps.items():
+            await call.set_var(name, value)
+        # Queue endless_playback and do NOT wait for it: it never completes.
+        # The +OK means FreeSWITCH queued it; it runs inside the socket app's
+        # park and keeps running after we close the socket.
+        reply = await call.send("sendmsg", [
+            ("call-command", "execute"),
+            ("execute-app-name", "endless_playback"),
+            ("execute-app-arg", check_safe(stream, "music-on-hold stream")),
+        ])
+        if not reply.ok:
+            raise CommandFailed(f"endless_playback: {reply.reply_text}")
+        self._held.add(call.uuid)
+
+    # ------------------------------------------------------------ commands
+    def _control(self) -> EslControl:
+        esl = self._esl
+        if esl is None or not self._up or esl.closed:
+            raise ConnectionLost(f"FreeSWITCH node {self.node!r} is not connected")
+        return esl
+
+    async def _api(self, cmd: str, what: str = "") -> str:
+        return _check_ok(await self._control().api(cmd), what or cmd.split(" ", 1)[0])
+
+    async def originate(self, request: OriginateRequest) -> None:
+        esl = self._control()
+        ring = max(1, math.ceil(request.ring_timeout))
+        variables: dict[str, str] = {
+            "origination_uuid": request.leg_id,
+            "cc_call_id": request.call_id,
+            "origination_caller_id_number": _display_value(request.caller_id.number),
+            "origination_caller_id_name": _display_value(request.caller_id.name),
+            "originate_timeout": str(ring),
+            "ignore_early_media": "true",
+        }
+        for name, value in request.variables.items():
+            variables.setdefault(name.lower(), value)
+        endpoint = check_safe(request.endpoint, "endpoint")
+        if not endpoint or any(c in endpoint for c in " '\"\\{}"):
+            raise UnsafeValue("endpoint must be a plain dial string (no blanks, quotes or braces)")
+        dial = esl_originate_vars(variables) + endpoint
+        command = f"originate {esl_quote_arg(dial)} &park()"
+        self._translator.originating(request.leg_id)
+        try:
+            job = await esl.bgapi_start(command)
+        except BaseException:
+            self._translator.originate_refused(request.leg_id)
+            raise
+        task = asyncio.create_task(self._await_job(request.leg_id, job, ring + JOB_MARGIN, request.amd),
+                                   name=f"fs-originate-{request.leg_id}")
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _await_job(self, leg_id: str, job: "asyncio.Future[Any]", deadline: float, amd: bool) -> None:
+        try:
+            async with asyncio.timeout(deadline):
+                ev = await job
+        except TimeoutError:
+            job.cancel()
+            log.warning("fs.originate_job_timeout", leg=leg_id, timeout=deadline)
+            return
+        except (ConnectionLost, asyncio.CancelledError):
+            return  # PbxDown covers it: the core withdraws legs ringing there
+        for event in self._translator.job_result(leg_id, ev.body):
+            self._emit(event)
+        if amd and ev.body.startswith("+OK"):
+            await self._start_amd(leg_id)
+
+    async def _start_amd(self, leg_id: str) -> None:
+        if not self.avmd:
+            log.info("fs.amd_unavailable", leg=leg_id, hint="load mod_avmd (see dialplan/freeswitch/README.md)")
+            return
+        try:
+            await self._api(f"avmd {leg_id} start", "avmd")
+        except (CommandFailed, ConnectionLost, Timeout) as exc:
+            log.warning("fs.amd_start_failed", leg=leg_id, error=str(exc))
+
+    async def bridge(self, leg_a: str, leg_b: str) -> None:
+        """Bridge a held caller (``leg_a``) with an answered agent leg."""
+        await self._api(f"uuid_bridge {self._uuid(leg_a)} {self._uuid(leg_b)}", "uuid_bridge")
+        self._held.discard(leg_a)
+        await self._api(f"uuid_setvar {leg_a} cc_connected 1", "uuid_setvar")
+
+    async def hangup(self, leg_id: str, cause: int = 16) -> None:
+        name = cause_name(cause)
+        pending = self._pending.get(leg_id)
+        if pending is not None:
+            try:
+                await pending.call.hangup(name)
+            finally:
+                pending.release()
+            return
+        esl = self._control()
+        self._translator.hanging_up(leg_id)
+        body = await esl.api(f"uuid_kill {self._uuid(leg_id)} {name}")
+        if body.startswith("-ERR"):
+            # "No such channel!": gone already, which is what we wanted
+            log.debug("hangup.gone", leg=leg_id, reply=body.strip()[:60])
+
+    async def hold(self, call: WaitingCall, spec: HoldSpec) -> None:
+        stamps = {
+            "cc_call_id": call.call_id,
+            "cc_queue": call.queue,
+            "cc_enqueued": f"{call.enqueued_at:.3f}",
+            "cc_priority": str(call.priority),
+            "cc_skills": _skills_str(call.skills),
+            **self._hold_vars(spec),
+        }
+        for name, value in stamps.items():
+            check_safe(value, name)
+        stream = self._moh(spec.moh_class)
+        pending = self._pending.get(call.leg_id)
+        if pending is not None:
+            try:
+                await self._socket_hold(pending, stamps, stream)
+            finally:
+                pending.release()  # the socket closes; the caller stays parked
+            return
+        self._translator.track(call.leg_id)
+        await self._setvars(call.leg_id, stamps)
+        if call.leg_id not in self._held:
+            await self._api(f"uuid_broadcast {self._uuid(call.leg_id)} "
+                            f"{esl_quote_arg('endless_playback::' + stream)} aleg", "uuid_broadcast")
+            self._held.add(call.leg_id)
+
+    async def update_hold(self, leg_id: str, spec: HoldSpec) -> None:
+        await self._setvars(leg_id, self._hold_vars(spec))
+
+    def _moh(self, moh_class: str) -> str:
+        """``default`` -> the configured stream; anything with ``://`` or a
+        path is played as given."""
+        check_safe(moh_class, "music-on-hold class")
+        if moh_class in ("", "default"):
+            return self._moh_stream
+        if "://" in moh_class or moh_class.startswith("/"):
+            return moh_class
+        return f"local_stream://{moh_class}"
+
+    @staticmethod
+    def _hold_vars(spec: HoldSpec) -> dict[str, str]:
+        return {
+            "cc_position": str(spec.position),
+            "cc_ewt": "" if spec.wait_estimate is None else str(int(spec.wait_estimate)),
+            "cc_announce_every": str(int(spec.announce_every)),
+        }
+
+    async def _setvars(self, leg_id: str, values: Mapping[str, str]) -> None:
+        esl = self._control()
+        uuid = self._uuid(leg_id)
+        for k, v in values.items():
+            if "${" in check_safe(v, k):
+                raise UnsafeValue(f"variable {k}: '${{' would be expanded by FreeSWITCH")
+        # one uuid_setvar per variable; the session pipelines them (FIFO replies)
+        bodies = await asyncio.gather(*(
+            esl.api(f"uuid_setvar {uuid} {_var_name(k)} {esl_quote_arg(check_safe(v, k))}".rstrip())
+            if v else esl.api(f"uuid_setvar {uuid} {_var_name(k)}")
+            for k, v in values.items()
+        ))
+        for body in bodies:
+            _check_ok(body, "uuid_setvar")
+
+    async def moh(self, leg_id: str, on: bool, moh_class: str = "default") -> None:
+        pending = self._pending.get(leg_id)
+        if on and pending is not None:
+            reply = await pending.call.send("sendmsg", [
+                ("call-command", "execute"), ("execute-app-name", "endless_playback"),
+                ("execute-app-arg", self._moh(moh_class)),
+            ])
+            if not reply.ok:
+                raise CommandFailed(f"endless_playback: {reply.reply_text}")
+            return
+        uuid = self._uuid(leg_id)
+        if on:
+            await self._api(f"uuid_broadcast {uuid} {esl_quote_arg('endless_playback::' + self._moh(moh_class))} aleg")
+        else:
+            await self._api(f"uuid_break {uuid} all")
+
+    async def redirect(self, leg_id: str, destination: str) -> None:
+        """``destination`` is ``context,exten[,priority]`` (priority is an
+        Asterisk notion and ignored): ``uuid_transfer <uuid> <exten> XML <context>``."""
+        parts = [p.strip() for p in check_safe(destination, "destination").split(",")]
+        if len(parts) not in (2, 3) or not all(parts[:2]):
+            raise CommandFailed(f"destination must be 'context,exten[,priority]', got {destination!r}")
+        context, exten = parts[0], parts[1]
+        for part in (context, exten):
+            if not re.fullmatch(r"[A-Za-z0-9_+*#.@\-]+", part):
+                raise UnsafeValue("destination context/extension has characters FreeSWITCH would re-parse")
+        pending = self._pending.get(leg_id)
+        if pending is not None:
+            try:
+                await pending.call.execute("transfer", f"{exten} XML {context}", timeout=10.0)
+            finally:
+                pending.release()
+            return
+        await self._api(f"uuid_transfer {self._uuid(leg_id)} {exten} XML {context}", "uuid_transfer")
+        self._held.discard(leg_id)
+
+    async def play(self, leg_id: str, prompts: Sequence[str]) -> None:
+        call = self._socket(leg_id)
+        for prompt in prompts:
+            await call.playback(check_safe(prompt, "prompt"))
+
+    async def play_and_collect(self, leg_id: str, prompts: Sequence[str], max_digits: int,
+                               timeout: float, terminators: str = "#") -> str:
+        call = self._socket(leg_id)
+        files = [check_safe(p, "prompt") for p in prompts]
+        # file_string:// plays a list (mod_dptools); '!' is its separator
+        prompt = "file_string://" + "!".join(files) if len(files) > 1 else (files[0] if files else "silence_stream://250")
+        return await call.play_and_get_digits(
+            prompt, min_digits=1, max_digits=max_digits, tries=1, timeout_ms=int(timeout * 1000),
+            terminators=terminators, regexp=r"\d+" if not terminators else r"[0-9*#]+",
+        )
+
+    def _socket(self, leg_id: str) -> Any:
+        pending = self._pending.get(leg_id)
+        if pending is None:
+            raise CommandFailed(f"leg {leg_id!r} has no outbound socket")
+        return pending.call
+
+    async def record(self, leg_id: str, on: bool, path: str = "") -> None:
+        verb = "start" if on else "stop"
+        target = esl_quote_arg(check_safe(path, "recording path")) if path else "all"
+        await self._api(f"uuid_record {self._uuid(leg_id)} {verb} {target}", "uuid_record")
+
+    async def set_var(self, leg_id: str, name: str, value: str) -> None:
+        pending = self._pending.get(leg_id)
+        if pending is not None:
+            await pending.call.set_var(_var_name(name), value)
+            return
+        await self._setvars(leg_id, {name: value})
+
+    async def get_var(self, leg_id: str, name: str) -> str | None:
+        return _getvar_value(await self._control().api(f"uuid_getvar {self._uuid(leg_id)} {_var_name(name)}"))
+
+    async def snapshot(self) -> PbxSnapshot:
+        return await self._take_snapshot(self._control())
+
+    @staticmethod
+    def _uuid(leg_id: str) -> str:
+        check_safe(leg_id, "leg id")
+        if not leg_id or " " in leg_id:
+            raise UnsafeValue("leg id must be one word")
+        return leg_id
+
+    # ------------------------------------------------------------ snapshot
+    async def _take_snapshot(self, esl: EslControl) -> PbxSnapshot:
+        restarted = await self._restarted(esl)
+        body = await esl.api("show channels as json", timeout=SNAPSHOT_TIMEOUT)
+        try:
+            rows = json.loads(body or "{}").get("rows") or []
+        except (ValueError, AttributeError):
+            raise CommandFailed(f"show channels: not JSON ({body.strip()[:60]!r})") from None
+        legs: set[str] = set()
+        for row in rows:
+            uid = str(row.get("uuid") or "")
+            if uid and " " not in uid:
+                legs.add(uid)
+        self._held.clear()
+        ordered = sorted(legs)
+        # uuid_getvar per stamp, pipelined (replies are FIFO on one socket)
+        replies = await asyncio.gather(*(
+            esl.api(f"uuid_getvar {uid} {name}", timeout=SNAPSHOT_TIMEOUT) for uid in ordered for name in STAMPS
+        ))
+        cid = {str(r.get("uuid")): CallerId(_clean_inbound(str(r.get("cid_num") or "")),
+                                              _clean_inbound(str(r.get("cid_name") or ""))) for r in rows}
+        waiting: list[WaitingCall] = []
+        for i, uid in enumerate(ordered):
+            values = dict(zip(STAMPS, (_getvar_value(b) for b in replies[i * len(STAMPS):(i + 1) * len(STAMPS)])))
+            if values["cc_connected"] == "1" or not values["cc_queue"] or values["cc_enqueued"] is None:
+                continue  # bridged, an agent leg, or not ours
+            try:
+                enqueued = float(values["cc_enqueued"])
+            except ValueError:
+                log.warning("snapshot.bad_enqueue_time", leg=uid)
+                continue
+            try:
+                priority = int(values["cc_priority"] or "0")
+            except ValueError:
+                priority = 0
+            self._translator.track(uid)
+            self._held.add(uid)
+            waiting.append(WaitingCall(
+                leg_id=uid, queue=values["cc_queue"], enqueued_at=enqueued, priority=priority,
+                call_id=values["cc_call_id"] or uid, caller_id=cid.get(uid, CallerId()),
+                skills=_parse_skills(values["cc_skills"] or ""),
+            ))
+        waiting.sort(key=lambda w: w.enqueued_at)
+        log.info("freeswitch.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)
+        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted)
+
+    async def _restarted(self, esl: EslControl) -> bool:
+        """Did FreeSWITCH restart since we last saw it?"""
+        core = (await esl.api("global_getvar core_uuid", timeout=SNAPSHOT_TIMEOUT)).strip()
+        if _UUIDISH.match(core) and not core.startswith("-ERR"):
+            restarted = self._core_uuid is not None and core != self._core_uuid
+            self._core_uuid = core
+            return restarted
+        uptime = uptime_seconds(await esl.api("status", timeout=SNAPSHOT_TIMEOUT))
+        if uptime is None:
+            return False
+        boot = self._clock() - uptime
+        restarted = self._boot_at is not None and boot - self._boot_at > BOOT_JITTER
+        self._boot_at = boot
+        return restarted
+
+
+def _var_name(name: str) -> str:
+    check_safe(name, "variable name")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", name):
+        raise UnsafeValue(f"bad channel variable name {name[:40]!r}")
+    return name

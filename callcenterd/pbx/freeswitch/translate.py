@@ -1,0 +1,355 @@
+"""ESL events -> PBX port events.  Pure: no I/O, fed one event at a time.
+
+Only legs the driver tracks (callers handed to us by the ``socket`` app,
+agent legs it originated) produce events; the ``-b`` halves of loopback
+channels, CHANNEL_STATE noise and other people's calls stay out of the core.
+
+An originated leg can end three ways, in any order on the wire
+(mod_event_socket does not order a BACKGROUND_JOB against channel events,
+see the captures' README): its CHANNEL_HANGUP_COMPLETE, or the ``-ERR
+<CAUSE>`` of the ``bgapi originate`` job (the only news when no channel was
+ever created: unknown endpoint, no route).  The first one reports, the other
+is swallowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from callcenterd.pbx.api import (
+    AmdResult,
+    AmdVerdict,
+    Bridged,
+    Dtmf,
+    LegAnswered,
+    LegHungUp,
+    LegRinging,
+    Outcome,
+    PbxEvent,
+    Unbridged,
+    outcome_from_q850,
+)
+
+# switch_types.h switch_call_cause_t: FreeSWITCH cause name -> code.  Codes
+# under 128 are Q.850; the 5xx/6xx ones are FreeSWITCH's own.
+CAUSE_CODES: dict[str, int] = {
+    "UNALLOCATED_NUMBER": 1,
+    "NO_ROUTE_TRANSIT_NET": 2,
+    "NO_ROUTE_DESTINATION": 3,
+    "NORMAL_CLEARING": 16,
+    "USER_BUSY": 17,
+    "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19,
+    "SUBSCRIBER_ABSENT": 20,
+    "CALL_REJECTED": 21,
+    "NUMBER_CHANGED": 22,
+    "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28,
+    "FACILITY_REJECTED": 29,
+    "NORMAL_UNSPECIFIED": 31,
+    "NORMAL_CIRCUIT_CONGESTION": 34,
+    "NETWORK_OUT_OF_ORDER": 38,
+    "NORMAL_TEMPORARY_FAILURE": 41,
+    "SWITCH_CONGESTION": 42,
+    "REQUESTED_CHAN_UNAVAIL": 44,
+    "BEARERCAPABILITY_NOTAVAIL": 58,
+    "CHAN_NOT_IMPLEMENTED": 66,
+    "FACILITY_NOT_IMPLEMENTED": 69,
+    "INCOMPATIBLE_DESTINATION": 88,
+    "RECOVERY_ON_TIMER_EXPIRE": 102,
+    "INTERWORKING": 127,
+    "ORIGINATOR_CANCEL": 487,
+    "PICKED_OFF": 501,
+    "LOSE_RACE": 502,
+    "MANAGER_REQUEST": 503,
+    "ALLOTTED_TIMEOUT": 602,
+    "USER_CHALLENGE": 603,
+    "USER_NOT_REGISTERED": 606,
+    "PROGRESS_TIMEOUT": 607,
+    "GATEWAY_DOWN": 609,
+    "INVALID_GATEWAY": 608,
+}
+
+# Names whose meaning is clearer than their code (FreeSWITCH-only codes, or
+# codes Q.850 files under "failed" that a contact center calls no-answer).
+_NAME_OUTCOME: dict[str, Outcome] = {
+    "USER_BUSY": Outcome.BUSY,
+    "NO_ANSWER": Outcome.NO_ANSWER,
+    "NO_USER_RESPONSE": Outcome.NO_ANSWER,
+    "ALLOTTED_TIMEOUT": Outcome.NO_ANSWER,
+    "PROGRESS_TIMEOUT": Outcome.NO_ANSWER,
+    "RECOVERY_ON_TIMER_EXPIRE": Outcome.NO_ANSWER,
+    "CALL_REJECTED": Outcome.REJECTED,
+    "USER_CHALLENGE": Outcome.REJECTED,
+    "NORMAL_TEMPORARY_FAILURE": Outcome.CONGESTION,
+    "SWITCH_CONGESTION": Outcome.CONGESTION,
+    "NORMAL_CIRCUIT_CONGESTION": Outcome.CONGESTION,
+    "NETWORK_OUT_OF_ORDER": Outcome.CONGESTION,
+    "REQUESTED_CHAN_UNAVAIL": Outcome.CONGESTION,
+    "GATEWAY_DOWN": Outcome.CONGESTION,
+    "ORIGINATOR_CANCEL": Outcome.CANCELLED,
+    "LOSE_RACE": Outcome.CANCELLED,
+    "PICKED_OFF": Outcome.CANCELLED,
+    "MANAGER_REQUEST": Outcome.CANCELLED,
+    "UNALLOCATED_NUMBER": Outcome.FAILED,
+    "NO_ROUTE_DESTINATION": Outcome.FAILED,
+    "NO_ROUTE_TRANSIT_NET": Outcome.FAILED,
+    "CHAN_NOT_IMPLEMENTED": Outcome.FAILED,
+    "INVALID_NUMBER_FORMAT": Outcome.FAILED,
+    "SUBSCRIBER_ABSENT": Outcome.FAILED,
+    "USER_NOT_REGISTERED": Outcome.FAILED,
+    "DESTINATION_OUT_OF_ORDER": Outcome.FAILED,
+    "INCOMPATIBLE_DESTINATION": Outcome.FAILED,
+    "FACILITY_NOT_IMPLEMENTED": Outcome.FAILED,
+    "INVALID_GATEWAY": Outcome.FAILED,
+    "BEARERCAPABILITY_NOTAVAIL": Outcome.FAILED,
+    "INTERWORKING": Outcome.FAILED,
+}
+
+_CODE_NAMES = {code: name for name, code in CAUSE_CODES.items()}
+# Q.850 26 "non-selected user clearing" has no FreeSWITCH name; LOSE_RACE is
+# what FreeSWITCH itself uses for the losers of a ring-all.
+_CODE_NAMES[26] = "LOSE_RACE"
+
+
+def cause_name(cause: int) -> str:
+    """The FreeSWITCH cause name for a Q.850 code (for ``uuid_kill``)."""
+    return _CODE_NAMES.get(int(cause), "NORMAL_CLEARING")
+
+
+def outcome_of(cause: str, q850: int | None, answered: bool) -> Outcome:
+    """Normalise a FreeSWITCH hangup the way the Asterisk driver does."""
+    if answered:
+        return Outcome.ANSWERED
+    outcome = _NAME_OUTCOME.get(cause)
+    if outcome is not None:
+        return outcome
+    code = q850 if q850 is not None else CAUSE_CODES.get(cause)
+    if code is None:
+        return Outcome.FAILED  # a cause we cannot read is not a cancel
+    return outcome_from_q850(code, False)
+
+
+def parse_job_result(body: str) -> tuple[bool, str]:
+    """``+OK <uuid>\\n`` -> (True, uuid); ``-ERR USER_BUSY\\n`` -> (False, cause).
+
+    mod_commands originate writes ``-ERR <CAUSE>`` (switch_ivr_originate's
+    cause name); anything else unexpected is reported as a failure with the
+    first word, so garbage never passes for an answer.
+    """
+    text = body.strip()
+    if text.startswith("+OK"):
+        return True, text[3:].strip()
+    if text.startswith("-ERR"):
+        words = text[4:].split()
+        return False, words[0] if words else ""
+    return False, ""
+
+
+class EslEventLike(Protocol):
+    name: str
+    uuid: str
+    subclass: str
+
+    def get(self, name: str, default: str | None = None) -> str | None: ...
+
+
+@dataclass(slots=True)
+class _Leg:
+    originated: bool = False
+    answered: bool = False
+    created: bool = False  # a CHANNEL_CREATE was seen (a channel exists)
+    we_hung_up: bool = False
+    ended: bool = False  # LegHungUp reported; a late duplicate is swallowed
+    other: str = ""  # bridged to
+
+
+@dataclass(slots=True)
+class FsTranslator:
+    """Turns ESL events into port events for the legs it tracks."""
+
+    legs: dict[str, _Leg] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ tracking
+    def track(self, leg_id: str, answered: bool = True) -> None:
+        """Start reporting a leg that exists already (a caller)."""
+        leg = self.legs.setdefault(leg_id, _Leg(created=True))
+        leg.answered = leg.answered or answered
+
+    def originating(self, leg_id: str) -> None:
+        """A ``bgapi originate`` with ``origination_uuid=leg_id`` is about to go out."""
+        self.legs[leg_id] = _Leg(originated=True)
+
+    def originate_refused(self, leg_id: str) -> None:
+        self.legs.pop(leg_id, None)
+
+    def hanging_up(self, leg_id: str) -> None:
+        leg = self.legs.get(leg_id)
+        if leg is not None:
+            leg.we_hung_up = True
+
+    def tracked(self, leg_id: str) -> bool:
+        leg = self.legs.get(leg_id)
+        return leg is not None and not leg.ended
+
+    def forget(self, leg_id: str) -> None:
+        self.legs.pop(leg_id, None)
+
+    # ------------------------------------------------------------ bgapi jobs
+    def job_result(self, leg_id: str, body: str) -> list[PbxEvent]:
+        """The BACKGROUND_JOB of the leg's originate."""
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            return []
+        ok, detail = parse_job_result(body)
+        if leg.ended:  # its HANGUP_COMPLETE told us already
+            self.forget(leg_id)
+            return []
+        if ok:
+            # switch_ivr_originate returns once the leg answered
+            return self._answered(leg_id, leg)
+        if leg.we_hung_up:
+            outcome = Outcome.CANCELLED
+        else:
+            outcome = outcome_of(detail, None, False)
+        # a channel that exists will still send its HANGUP_COMPLETE: keep the
+        # leg to swallow it; none was created -> nothing more will come
+        return self._end(leg_id, leg, outcome, CAUSE_CODES.get(detail, 0), detail, keep=leg.created)
+
+    # --------------------------------------------------------------- events
+    def feed(self, ev: EslEventLike) -> list[PbxEvent]:
+        name = ev.name
+        if name == "CUSTOM":
+            return self._custom(ev)
+        handler = self._handlers.get(name)
+        if handler is None:
+            return []
+        return handler(self, ev)
+
+    def _create(self, ev: EslEventLike) -> list[PbxEvent]:
+        leg = self.legs.get(ev.uuid)
+        if leg is not None:
+            leg.created = True
+        return []
+
+    def _progress(self, ev: EslEventLike) -> list[PbxEvent]:
+        leg = self.legs.get(ev.uuid)
+        if leg is None or not leg.originated or leg.answered or leg.ended:
+            return []
+        leg.created = True
+        return [LegRinging(ev.uuid)]
+
+    def _answer(self, ev: EslEventLike) -> list[PbxEvent]:
+        leg = self.legs.get(ev.uuid)
+        if leg is None or leg.ended:
+            return []
+        leg.created = True
+        return self._answered(ev.uuid, leg)
+
+    def _answered(self, leg_id: str, leg: _Leg) -> list[PbxEvent]:
+        if leg.answered:
+            return []
+        leg.answered = True
+        return [LegAnswered(leg_id)] if leg.originated else []
+
+    def _hangup_complete(self, ev: EslEventLike) -> list[PbxEvent]:
+        uid = ev.uuid
+        leg = self.legs.get(uid)
+        if leg is None:
+            return []
+        if leg.ended:
+            self.forget(uid)
+            return []
+        cause = ev.get("Hangup-Cause") or ""
+        q850 = _int(ev.get("variable_hangup_cause_q850"))
+        # Answer-State is "hangup" by now; an answered channel carries
+        # variable_answer_epoch != 0 (switch_channel.c), the safer witness
+        answered = leg.answered or (_int(ev.get("variable_answer_epoch")) or 0) > 0
+        if leg.originated and leg.we_hung_up and not answered:
+            outcome = Outcome.CANCELLED
+        else:
+            outcome = outcome_of(cause, q850, answered)
+        code = q850 if q850 is not None else CAUSE_CODES.get(cause, 0)
+        # the job result of an unanswered originate may still come: keep it
+        keep = leg.originated and not answered
+        return self._end(uid, leg, outcome, code, cause, keep=keep)
+
+    def _end(self, leg_id: str, leg: _Leg, outcome: Outcome, cause: int, text: str,
+             keep: bool = False) -> list[PbxEvent]:
+        leg.ended = True
+        events: list[PbxEvent] = []
+        if leg.other:
+            events.extend(self._unbridge(leg_id, leg))
+        events.append(LegHungUp(leg_id, outcome, cause, text))
+        if not keep:
+            self.forget(leg_id)
+        return events
+
+    def _bridge(self, ev: EslEventLike) -> list[PbxEvent]:
+        a = ev.get("Bridge-A-Unique-ID") or ev.uuid
+        b = ev.get("Bridge-B-Unique-ID") or ev.get("Other-Leg-Unique-ID") or ""
+        la, lb = self.legs.get(a), self.legs.get(b)
+        if not b or (la is None and lb is None):
+            return []
+        if la is not None:
+            la.other = b
+        if lb is not None:
+            lb.other = a
+        return [Bridged(a, b)]
+
+    def _unbridge_event(self, ev: EslEventLike) -> list[PbxEvent]:
+        a = ev.get("Bridge-A-Unique-ID") or ev.uuid
+        leg = self.legs.get(a)
+        if leg is not None and leg.other:
+            return self._unbridge(a, leg)
+        b = ev.get("Bridge-B-Unique-ID") or ev.get("Other-Leg-Unique-ID") or ""
+        leg = self.legs.get(b)
+        if leg is not None and leg.other:
+            return self._unbridge(b, leg)
+        return []
+
+    def _unbridge(self, leg_id: str, leg: _Leg) -> list[PbxEvent]:
+        other = leg.other
+        leg.other = ""
+        peer = self.legs.get(other)
+        if peer is not None and peer.other == leg_id:
+            peer.other = ""
+        return [Unbridged(other, leg_id)]
+
+    def _dtmf(self, ev: EslEventLike) -> list[PbxEvent]:
+        if ev.uuid not in self.legs:
+            return []
+        digit = ev.get("DTMF-Digit") or ""
+        return [Dtmf(ev.uuid, digit)] if digit else []
+
+    def _custom(self, ev: EslEventLike) -> list[PbxEvent]:
+        # mod_avmd fires CUSTOM avmd::beep when it hears a voicemail beep
+        # (mod_avmd.c AVMD_EVENT_BEEP); avmd::timeout when it gave up.
+        if ev.uuid not in self.legs:
+            return []
+        if ev.subclass == "avmd::beep":
+            return [AmdResult(ev.uuid, AmdVerdict.MACHINE, "beep")]
+        if ev.subclass == "avmd::timeout":
+            return [AmdResult(ev.uuid, AmdVerdict.NOTSURE, "timeout")]
+        return []
+
+    _handlers = {
+        "CHANNEL_CREATE": _create,
+        "CHANNEL_PROGRESS": _progress,
+        "CHANNEL_PROGRESS_MEDIA": _progress,
+        "CHANNEL_ANSWER": _answer,
+        "CHANNEL_HANGUP_COMPLETE": _hangup_complete,
+        "CHANNEL_BRIDGE": _bridge,
+        "CHANNEL_UNBRIDGE": _unbridge_event,
+        "DTMF": _dtmf,
+    }
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None

@@ -1,0 +1,132 @@
+"""The contract suite's ``pbx`` fixture: the same scenarios against every driver.
+
+* ``asterisk``: the real sandbox Asterisk 22 (the integration suite's session
+  fixture, imported here so both suites share one definition), driven by
+  :class:`tests.integration.acd_rig.AcdRig`;
+* ``freeswitch``: the scripted fake FreeSWITCH of ``fs_switch.py`` (real
+  captured event headers and oddities), time compressed tenfold.
+
+A scenario asks the fixture for a rig (``pbx.rig(queues=..., agents=...)``),
+for device strings (``pbx.device("1001")``) and for durations
+(``pbx.s(4)``: 4 s on Asterisk, 0.4 s on the fake).  Rigs expose one API:
+``customer``, ``call_id``, ``fact``, ``of``, ``agent_state``,
+``agent_leg_up``, ``control``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcenterd.config import config_from_mapping
+from callcenterd.sandbox.asterisk import free_tcp_port
+from callcenterd.wiring import build
+from tests.contract.fs_switch import FsSwitch
+from tests.integration.acd_rig import AcdRig, wait_for
+from tests.integration.conftest import asterisk  # noqa: F401  (session fixture, shared)
+
+
+class AsteriskContractRig(AcdRig):
+    def agent_leg_up(self, ext: str) -> bool:
+        return f"{ext}@agents" in self.channels()
+
+
+class FreeswitchContractRig(AcdRig):
+    """AcdRig's API over the fake FreeSWITCH (no AMI traffic session)."""
+
+    def __init__(self, workdir: Path, *, queues: dict, agents: dict, login: bool = True) -> None:
+        super().__init__(None, workdir, queues=queues, agents=agents, login=login)
+        self.switch = FsSwitch()
+        self.outbound_port = 0
+
+    def config_mapping(self) -> dict:
+        return {
+            "pbx": {"fs": {
+                "type": "freeswitch",
+                "esl": {"host": "127.0.0.1", "port": self.switch.fake.port, "password": self.switch.fake.password},
+                "outbound": {"host": "127.0.0.1", "port": self.outbound_port},
+            }},
+            "queues": self.queues,
+            "agents": self.agents,
+            "cdr": {"directory": str(self.workdir / "cdr"), "fsync": "never"},
+            "store": {"path": str(self.workdir / "state.db")},
+        }
+
+    async def start(self) -> "FreeswitchContractRig":
+        await self.switch.start()
+        self.outbound_port = free_tcp_port()
+        self.runtime = await build(config_from_mapping(self.config_mapping()), with_api=False)
+        self.runtime.center.add_listener(self._on_fact)
+        await self.runtime.start()
+        driver = self.runtime.drivers["fs"]
+        await wait_for(lambda: driver.up, "ESL connected and resynced", timeout=5)
+        if self.login:
+            for agent in self.agents:
+                self.control("agent_login", agent)
+        return self
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+            await self.runtime.drivers["fs"].close()
+        await self.switch.close()
+
+    async def customer(self, queue: str, patience: float, *, priority: int | None = None,
+                       number: str | None = None, name: str = "Customer") -> str:
+        self._customers += 1
+        number = number or f"55500{self._customers:02d}"
+        chan = await self.switch.customer(self.outbound_port, queue, patience, number, name)
+        if priority is not None:
+            chan.vars["cc_priority"] = str(priority)
+        return number
+
+    def agent_leg_up(self, ext: str) -> bool:
+        return self.switch.ext_up(ext)
+
+    def channel_count(self) -> int:
+        return len(self.switch.alive())
+
+
+class Pbx:
+    """What a scenario needs to know about the PBX under test."""
+
+    def __init__(self, kind: str, asterisk: Any, workdir: Path) -> None:
+        self.kind = kind
+        self.asterisk = asterisk
+        self.workdir = workdir
+        self.scale = 1.0 if kind == "asterisk" else 0.1
+
+    def s(self, seconds: float) -> float:
+        """A scenario duration on this PBX (the fake runs 10x faster)."""
+        return seconds * self.scale
+
+    def device(self, ext: str) -> str:
+        return f"Local/{ext}@agents/n" if self.kind == "asterisk" else f"loopback/{ext}/agents"
+
+    def rig(self, *, queues: dict, agents: dict, login: bool = True) -> AcdRig:
+        if self.kind == "asterisk":
+            return AsteriskContractRig(self.asterisk, self.workdir, queues=queues, agents=agents, login=login)
+        return FreeswitchContractRig(self.workdir, queues=queues, agents=agents, login=login)
+
+    async def wait(self, pred: Any, what: str, timeout: float = 20.0) -> None:
+        await wait_for(pred, what, timeout=timeout)
+
+
+@pytest.fixture(params=["asterisk", "freeswitch"])
+def pbx(request: pytest.FixtureRequest, tmp_path: Path) -> Pbx:
+    ast = None
+    if request.param == "asterisk":
+        ast = request.getfixturevalue("asterisk")
+        if not ast.is_running():
+            ast.start()
+    return Pbx(request.param, ast, tmp_path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("pbx") == "asterisk":
+            item.add_marker(pytest.mark.asterisk)
+

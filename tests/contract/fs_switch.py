@@ -1,0 +1,351 @@
+"""A scripted FreeSWITCH for the contract suite, built on the capture-based
+fake of tests/fakes/esl_server.py.
+
+It keeps a tiny model of channels and answers the commands the driver sends
+(``bgapi originate``, ``uuid_bridge``, ``uuid_kill``, ``uuid_setvar``,
+``uuid_getvar``, ``show channels as json``...) with events whose headers are
+the captured ones (esl-callcenter-json-all.txt) with the call's uuids, caller
+ID and cause put in.  Oddities of the real server are kept on purpose: api
+bodies with and without a trailing newline, events sent *before* the reply
+of the command that caused them, a BACKGROUND_JOB that overtakes its
+``command/reply``, and Event-Sequence numbers that go backwards.
+
+Agents behave like the sandbox Asterisk's ``[agents]`` context, keyed by the
+extension in ``loopback/<ext>/agents``: 1XXX/5XXX answer and stay, 2001 rings
+forever, 2002 busy, 2003 congestion, 2004 rejects, 4XXX talk then hang up.
+Customers come in through the driver's outbound-socket server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from callcenterd.protocols.esl.codec import EslEvent, fs_url_encode
+from tests.fakes.esl_server import (
+    FakeFreeSwitch,
+    FakeOutboundChannel,
+    _event_of,
+    captured_events,
+    fs_parse_brackets,
+    fs_separate_string,
+)
+
+CAUSES = {
+    "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_ANSWER": 19, "CALL_REJECTED": 21,
+    "NORMAL_TEMPORARY_FAILURE": 41, "ORIGINATOR_CANCEL": 487, "LOSE_RACE": 502,
+    "CHAN_NOT_IMPLEMENTED": 66,
+}
+NO_SUCH_CHANNEL = b"-ERR No such channel!\n"  # as captured (uuid_kill / uuid_getvar)
+
+
+def _templates() -> dict[str, EslEvent]:
+    out: dict[str, EslEvent] = {}
+    for head, body in captured_events("callcenter-json-all"):
+        ev = _event_of(head, body)
+        out.setdefault(ev.name, ev)
+    return out
+
+
+@dataclass
+class Chan:
+    uuid: str
+    name: str
+    cid_num: str = ""
+    cid_name: str = ""
+    dest: str = ""
+    vars: dict[str, str] = field(default_factory=dict)
+    answered: bool = False
+    bridged: str = ""
+    job: tuple[Any, str] | None = None  # (conn, Job-UUID) of its originate
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    socket: "CustomerSocket | None" = None
+    gone: bool = False
+
+
+class FsSwitch:
+    """The fake FreeSWITCH a contract scenario runs against."""
+
+    def __init__(self, *, talk_time: float = 0.3, answer_delay: float = 0.05) -> None:
+        self.fake = FakeFreeSwitch()
+        self.fake.on_command = self._on_command
+        self.talk_time = talk_time
+        self.answer_delay = answer_delay
+        self.core_uuid = str(uuidlib.uuid4())
+        self.channels: dict[str, Chan] = {}
+        self.originates: list[tuple[dict[str, str], str]] = []  # (parsed vars, endpoint)
+        self.killed: list[tuple[str, str]] = []
+        self._tpl = _templates()
+        self._seq = 5000
+        self._sockets: list[CustomerSocket] = []
+
+    async def start(self) -> int:
+        return await self.fake.start()
+
+    async def close(self) -> None:
+        for chan in self.channels.values():
+            for t in chan.timers:
+                t.cancel()
+        for s in self._sockets:
+            await s.close()
+        await self.fake.close()
+
+    # ---------------------------------------------------------------- views
+    def alive(self) -> list[Chan]:
+        return [c for c in self.channels.values() if not c.gone]
+
+    def ext_up(self, ext: str) -> bool:
+        return any(c.name.startswith(f"loopback/{ext}-") for c in self.alive())
+
+    # --------------------------------------------------------------- events
+    def event(self, name: str, chan: Chan, *, seq_back: bool = False, **extra: str) -> None:
+        tpl = self._tpl[name if name in self._tpl else "CHANNEL_ANSWER"]
+        h = {k: v for k, v in tpl.headers.items()
+             if not k.startswith(("variable_", "Other-", "Bridge-", "Content-"))}
+        self._seq += 1
+        seq = self._seq - 2 if seq_back else self._seq  # Event-Sequence is not monotonic on the wire
+        h.update({
+            "Event-Name": name, "Event-Sequence": str(seq), "Core-UUID": self.core_uuid,
+            "Unique-ID": chan.uuid, "Channel-Call-UUID": chan.uuid, "Channel-Name": chan.name,
+            "Caller-Unique-ID": chan.uuid, "Caller-Caller-ID-Number": chan.cid_num,
+            "Caller-Caller-ID-Name": chan.cid_name, "Caller-Destination-Number": chan.dest,
+            "Answer-State": "answered" if chan.answered else "ringing",
+            "variable_answer_epoch": "1700000000" if chan.answered else "0",
+        })
+        h.update(extra)
+        self.fake.emit(EslEvent(h, format="json"))
+
+    def _job(self, chan: Chan, body: str) -> None:
+        if chan.job is None:
+            return
+        conn, job = chan.job
+        chan.job = None
+        conn.send_event(EslEvent({
+            "Event-Name": "BACKGROUND_JOB", "Core-UUID": self.core_uuid, "Event-Sequence": self._next(),
+            "Job-UUID": job, "Job-Command": "originate",
+        }, body, format="json"))
+
+    def _next(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    def hangup(self, chan: Chan, cause: str, *, before_job: bool = True) -> None:
+        """A channel ends: unbridge, HANGUP_COMPLETE (and the originate job)."""
+        if chan.gone:
+            return
+        chan.gone = True
+        for t in chan.timers:
+            t.cancel()
+        if chan.bridged:
+            other = self.channels.get(chan.bridged)
+            self.event("CHANNEL_UNBRIDGE", chan, **{"Other-Leg-Unique-ID": chan.bridged,
+                                                   "Bridge-A-Unique-ID": chan.uuid,
+                                                   "Bridge-B-Unique-ID": chan.bridged})
+            if other is not None:
+                other.bridged = ""
+            chan.bridged = ""
+        if chan.socket is not None and not chan.socket.released:
+            chan.socket.remote_hangup(cause)
+        job_body = f"-ERR {cause}\n"
+        if not before_job:
+            self._job(chan, job_body)
+        self.event("CHANNEL_HANGUP_COMPLETE", chan, seq_back=True, **{
+            "Hangup-Cause": cause, "variable_hangup_cause_q850": str(CAUSES.get(cause, 16)),
+        })
+        self._job(chan, job_body)
+
+    # -------------------------------------------------------------- customer
+    async def customer(self, port: int, queue: str, patience: float, number: str, name: str) -> Chan:
+        chan = Chan(str(uuidlib.uuid4()), f"loopback/{queue}-a", number, name, queue)
+        self.channels[chan.uuid] = chan
+        self.event("CHANNEL_CREATE", chan)
+        sock = CustomerSocket(self, chan, port)
+        chan.socket = sock
+        self._sockets.append(sock)
+        await sock.start()
+        loop = asyncio.get_running_loop()
+        chan.timers.append(loop.call_later(patience, self.hangup, chan, "NORMAL_CLEARING"))
+        return chan
+
+    # ------------------------------------------------------------- commands
+    def _on_command(self, conn: Any, cmd: str) -> bool:
+        if not conn.authed:
+            return False
+        line = cmd.split("\n", 1)[0]
+        verb, _, rest = line.partition(" ")
+        if verb == "bgapi" and rest.startswith("originate "):
+            m = re.search(r"^Job-UUID: (\S+)$", cmd, re.M)
+            self._originate(conn, rest[len("originate "):], m.group(1) if m else str(uuidlib.uuid4()))
+            return True
+        if verb != "api":
+            return False
+        name, _, args = rest.partition(" ")
+        handler = getattr(self, f"_api_{name}", None)
+        if handler is None:
+            if rest in ("show channels as json", "global_getvar core_uuid"):
+                handler = self._api_show if name == "show" else self._api_global_getvar
+            else:
+                return False  # the captured reply (status, ...)
+        body = handler(conn, args)
+        if body is not None:
+            conn.api_response(body)
+        return True
+
+    def _api_show(self, conn: Any, args: str) -> bytes:
+        rows = [{"uuid": c.uuid, "name": c.name, "cid_num": c.cid_num, "cid_name": c.cid_name, "dest": c.dest,
+                 "callstate": "ACTIVE" if c.answered else "RINGING"} for c in self.alive()]
+        if not rows:
+            return b'{"row_count": 0}\n'  # as captured
+        return (json.dumps({"row_count": len(rows), "rows": rows}) + "\n").encode()
+
+    def _api_global_getvar(self, conn: Any, args: str) -> bytes:
+        return self.core_uuid.encode()  # no trailing newline, like eval/expr
+
+    def _api_module_exists(self, conn: Any, args: str) -> bytes:
+        return b"false"
+
+    def _chan(self, uuid: str) -> Chan | None:
+        chan = self.channels.get(uuid)
+        return chan if chan is not None and not chan.gone else None
+
+    def _api_uuid_kill(self, conn: Any, args: str) -> bytes | None:
+        uuid, _, cause = args.partition(" ")
+        chan = self._chan(uuid)
+        if chan is None:
+            return NO_SUCH_CHANNEL
+        self.killed.append((uuid, cause or "NORMAL_CLEARING"))
+        # the hangup events go out BEFORE the +OK of the uuid_kill
+        self.hangup(chan, cause or "NORMAL_CLEARING")
+        conn.api_response(b"+OK\n")
+        return None
+
+    def _api_uuid_bridge(self, conn: Any, args: str) -> bytes | None:
+        a, _, b = args.partition(" ")
+        ca, cb = self._chan(a), self._chan(b)
+        if ca is None or cb is None:
+            return b"-ERR Invalid uuid\n"
+        ca.bridged, cb.bridged = b, a
+        self.event("CHANNEL_BRIDGE", ca, **{"Other-Leg-Unique-ID": b, "Bridge-A-Unique-ID": a, "Bridge-B-Unique-ID": b})
+        conn.api_response(b"+OK\n")
+        return None
+
+    def _api_uuid_setvar(self, conn: Any, args: str) -> bytes:
+        argv = fs_separate_string(args, " ", 3)
+        chan = self._chan(argv[0]) if argv else None
+        if chan is None:
+            return NO_SUCH_CHANNEL
+        if len(argv) == 3:
+            chan.vars[argv[1].lower()] = argv[2]
+        elif len(argv) == 2:
+            chan.vars.pop(argv[1].lower(), None)
+        return b"+OK\n"
+
+    def _api_uuid_getvar(self, conn: Any, args: str) -> bytes:
+        uuid, _, name = args.partition(" ")
+        chan = self._chan(uuid)
+        if chan is None:
+            return NO_SUCH_CHANNEL
+        return chan.vars.get(name.lower(), "_undef_").encode()  # no trailing newline
+
+    def _api_uuid_broadcast(self, conn: Any, args: str) -> bytes:
+        return b"+OK Message sent\n" if self._chan(args.split(" ", 1)[0]) else NO_SUCH_CHANNEL
+
+    def _api_uuid_transfer(self, conn: Any, args: str) -> bytes:
+        return b"+OK\n" if self._chan(args.split(" ", 1)[0]) else NO_SUCH_CHANNEL
+
+    # ------------------------------------------------------------ originate
+    def _originate(self, conn: Any, arg: str, job: str) -> None:
+        argv = fs_separate_string(arg, " ")
+        variables, endpoint = fs_parse_brackets(argv[0])
+        self.originates.append((variables, endpoint))
+        ack = lambda: conn.reply(f"+OK Job-UUID: {job}", f"Job-UUID: {job}\n")  # noqa: E731
+        parts = endpoint.split("/")
+        ext = parts[1] if len(parts) > 2 and parts[0] == "loopback" else ""
+        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
+        loop = asyncio.get_running_loop()
+        if not ext:
+            # no channel at all (unknown technology): only the job says so
+            ack()
+            conn.send_event(EslEvent({"Event-Name": "BACKGROUND_JOB", "Job-UUID": job, "Event-Sequence": self._next(),
+                                      "Job-Command": "originate"}, "-ERR CHAN_NOT_IMPLEMENTED\n", format="json"))
+            return
+        chan = Chan(uuid, f"loopback/{ext}-a", variables.get("origination_caller_id_number", ""),
+                    variables.get("origination_caller_id_name", ""), ext,
+                    vars={k.lower(): v for k, v in variables.items()}, job=(conn, job))
+        self.channels[uuid] = chan
+        if ext == "2002":
+            # busy: the BACKGROUND_JOB overtakes the command/reply, the channel
+            # events come last (the order is not guaranteed on the wire)
+            chan.gone = True
+            self._job(chan, "-ERR USER_BUSY\n")
+            ack()
+            self.event("CHANNEL_CREATE", chan)
+            self.event("CHANNEL_HANGUP_COMPLETE", chan, **{"Hangup-Cause": "USER_BUSY",
+                                                          "variable_hangup_cause_q850": "17"})
+            return
+        ack()
+        self.event("CHANNEL_CREATE", chan)
+        if ext in ("2003", "2004"):
+            cause = "NORMAL_TEMPORARY_FAILURE" if ext == "2003" else "CALL_REJECTED"
+            chan.timers.append(loop.call_later(self.answer_delay, self.hangup, chan, cause))
+            return
+        if ext.startswith("2"):
+            self.event("CHANNEL_PROGRESS", chan)
+            timeout = float(variables.get("originate_timeout", "60"))
+            chan.timers.append(loop.call_later(timeout, self.hangup, chan, "NO_ANSWER"))
+            return
+        chan.timers.append(loop.call_later(self.answer_delay, self._answer, chan, ext))
+
+    def _answer(self, chan: Chan, ext: str) -> None:
+        if chan.gone:
+            return
+        chan.answered = True
+        self.event("CHANNEL_ANSWER", chan)
+        self._job(chan, f"+OK {chan.uuid}\n")
+        if ext.startswith("4"):
+            loop = asyncio.get_running_loop()
+            chan.timers.append(loop.call_later(self.talk_time, self.hangup, chan, "NORMAL_CLEARING"))
+
+
+class CustomerSocket(FakeOutboundChannel):
+    """The ``socket`` app of one customer's channel, tied to the switch model."""
+
+    def __init__(self, switch: FsSwitch, chan: Chan, port: int) -> None:
+        super().__init__(port, caller=chan.cid_num, dnis=chan.dest)
+        self.uuid = chan.uuid
+        self.switch = switch
+        self.chan = chan
+        self.released = False
+
+    def _connect_reply(self) -> bytes:
+        head = super()._connect_reply()
+        # the captured call had no name, and FreeSWITCH leaves empty headers out:
+        # put ours right after the number, URL-encoded like the rest
+        name = fs_url_encode(self.chan.cid_name).encode()
+        head = re.sub(rb"(?m)^Caller-Caller-ID-Name: .*\n", b"", head)
+        return re.sub(rb"(?m)^(Caller-Caller-ID-Number: .*)$",
+                      lambda m: m.group(1) + b"\nCaller-Caller-ID-Name: " + name, head, count=1)
+
+    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await super()._run(reader, writer)
+        finally:
+            self.released = True  # the channel stays parked in the model
+
+    def _execute(self, h: dict[str, str]) -> bool:
+        app, arg = h.get("execute-app-name", ""), h.get("execute-app-arg", "")
+        if app == "answer":
+            self.chan.answered = True
+        elif app == "set":
+            name, _, value = arg.partition("=")
+            self.chan.vars[name.lower()] = value
+        elif app == "endless_playback":
+            self.chan.vars["cc_moh_playing"] = arg
+            self._event("CHANNEL_EXECUTE", "CHANNEL_EXECUTE", Application=app, **{
+                "Application-UUID": h.get("event-uuid", ""), "Application-Data": arg})
+            return True  # never completes
+        return super()._execute(h)
