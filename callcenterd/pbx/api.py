@@ -234,6 +234,24 @@ class DeviceState:
     status: DeviceStatus
 
 
+def format_skills(skills: Mapping[str, int]) -> str:
+    """``{"sales": 5, "fr": 3}`` -> ``fr:3,sales:5``: how drivers stamp a
+    caller's skill requirement on a channel variable."""
+    return ",".join(f"{name}:{level}" for name, level in sorted(skills.items()))
+
+
+def parse_skills(text: str) -> dict[str, int]:
+    """The inverse of :func:`format_skills`; malformed items are dropped."""
+    out: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        name, _, level = item.partition(":")
+        try:
+            out[name] = int(level)
+        except ValueError:
+            continue
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class WaitingCall:
     """A caller found on hold in the PBX, as seen at (re)connect time."""

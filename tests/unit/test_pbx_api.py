@@ -30,3 +30,11 @@ def test_caller_id_with_line_breaks_is_refused(bad):
 def test_originate_variables_are_checked():
     with pytest.raises(UnsafeValue):
         OriginateRequest(leg_id="l1", endpoint="PJSIP/1001", variables={"X": "a\r\nAction: Originate"})
+
+
+def test_skills_stamp_round_trips_and_drops_garbage():
+    from callcenterd.pbx.api import format_skills, parse_skills
+
+    assert format_skills({"sales": 5, "fr": 3}) == "fr:3,sales:5"
+    assert parse_skills(format_skills({"sales": 5, "fr": 3})) == {"sales": 5, "fr": 3}
+    assert parse_skills("sales:x,,fr:2,bare") == {"fr": 2}

@@ -38,6 +38,8 @@ from callcenterd.pbx.api import (
     PbxUp,
     WaitingCall,
     check_safe,
+    format_skills,
+    parse_skills,
 )
 from callcenterd.pbx.asterisk.translate import AmiTranslator, device_key
 
@@ -82,20 +84,6 @@ def _known(value: str | None) -> str:
     """res_agi.c writes ``unknown`` for an absent caller ID / DNID."""
     return "" if value in (None, "unknown") else value
 
-
-def _skills_str(skills: Mapping[str, int]) -> str:
-    return ",".join(f"{k}:{v}" for k, v in sorted(skills.items()))
-
-
-def _parse_skills(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in filter(None, text.split(",")):
-        name, _, level = item.partition(":")
-        try:
-            out[name] = int(level)
-        except ValueError:
-            continue
-    return out
 
 
 class AsteriskDriver:
@@ -295,7 +283,7 @@ class AsteriskDriver:
             "CC_QUEUE": call.queue,
             "CC_ENQUEUED": f"{call.enqueued_at:.3f}",
             "CC_PRIORITY": str(call.priority),
-            "CC_SKILLS": _skills_str(call.skills),
+            "CC_SKILLS": format_skills(call.skills),
             **self._hold_vars(spec),
         }
         for name, value in stamps.items():
@@ -465,7 +453,7 @@ class AsteriskDriver:
                 priority=priority,
                 call_id=call_id if call_id and call_id != "(null)" else uid,
                 caller_id=CallerId(item.get("CallerIDNum") or "", item.get("CallerIDName") or ""),
-                skills=_parse_skills(variables.get("CC_SKILLS", "")),
+                skills=parse_skills(variables.get("CC_SKILLS", "")),
             ))
         waiting.sort(key=lambda w: w.enqueued_at)
         log.info("asterisk.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)

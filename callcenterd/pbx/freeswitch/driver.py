@@ -49,6 +49,8 @@ from callcenterd.pbx.api import (
     UnsafeValue,
     WaitingCall,
     check_safe,
+    format_skills,
+    parse_skills,
 )
 from callcenterd.pbx.freeswitch.translate import FsTranslator, cause_name
 from callcenterd.protocols.errors import Timeout
@@ -117,20 +119,6 @@ def uptime_seconds(status: str) -> float | None:
     y, d, h, mi, s, ms = (int(g) for g in m.groups())
     return (((y * 365 + d) * 24 + h) * 60 + mi) * 60 + s + ms / 1000.0
 
-
-def _skills_str(skills: Mapping[str, int]) -> str:
-    return ",".join(f"{k}:{v}" for k, v in sorted(skills.items()))
-
-
-def _parse_skills(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in filter(None, text.split(",")):
-        name, _, level = item.partition(":")
-        try:
-            out[name] = int(level)
-        except ValueError:
-            continue
-    return out
 
 
 def _clean_inbound(text: str | None) -> str:
@@ -411,7 +399,7 @@ class FreeswitchDriver:
             "cc_queue": call.queue,
             "cc_enqueued": f"{call.enqueued_at:.3f}",
             "cc_priority": str(call.priority),
-            "cc_skills": _skills_str(call.skills),
+            "cc_skills": format_skills(call.skills),
             **self._hold_vars(spec),
         }
         for name, value in stamps.items():
@@ -590,7 +578,7 @@ class FreeswitchDriver:
             waiting.append(WaitingCall(
                 leg_id=uid, queue=values["cc_queue"], enqueued_at=enqueued, priority=priority,
                 call_id=values["cc_call_id"] or uid, caller_id=cid.get(uid, CallerId()),
-                skills=_parse_skills(values["cc_skills"] or ""),
+                skills=parse_skills(values["cc_skills"] or ""),
             ))
         waiting.sort(key=lambda w: w.enqueued_at)
         log.info("freeswitch.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)
