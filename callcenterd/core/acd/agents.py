@@ -64,10 +64,10 @@ class AgentRuntime:
     indexed_ready: bool = False
     key_dirty: bool = False
     reported: tuple[str, str] = (AgentState.LOGGED_OUT.value, "")
+    id: str = field(init=False)  # spec.id, read on every routing step
 
-    @property
-    def id(self) -> str:
-        return self.spec.id
+    def __post_init__(self) -> None:
+        self.id = self.spec.id
 
     @property
     def staffed(self) -> bool:

@@ -543,7 +543,7 @@ class Acd:
             q = self._queues[queue]
             idx = self._ready[k] = ReadyIndex(
                 q.strategy, lambda aid: self._agent_key(q, aid), lambda aid: self._agents[aid].spec.weight,
-                tuple(q.skills),
+                tuple(q.skills), base=q.skills,
             )
         return idx
 
@@ -613,7 +613,13 @@ class Acd:
         call = self._calls[call_id]
         q = self._queues[call.queue]
         call.relax_step += 1
-        self._set_requirement(call, q)
+        if call.routable_in:  # file it under its new requirement
+            line = self._line(call)
+            line.discard_routable(call)
+            self._set_requirement(call, q)
+            line.add_routable(call)
+        else:
+            self._set_requirement(call, q)
         if self._log is not None:
             self._log.debug("acd.skills_relaxed", call_id=call_id, queue=q.name, step=call.relax_step,
                             requirement=dict(call.requirement))
@@ -684,6 +690,7 @@ class Acd:
         drop = q.skill_relax[call.relax_step - 1][1] if call.relax_step else 0
         call.requirement = {s: lvl - drop for s, lvl in req.items() if lvl - drop > 0}
         call.primary = next((s for s in itertools.chain(call.skills, q.skills) if s in call.requirement), None)
+        call.covers_base = all(call.requirement.get(s, 0) >= lvl for s, lvl in q.skills.items())
 
     def _estimate(self, call: CallerEntry, position: int, now: float) -> float | None:
         st = self._stats(call.node, call.queue)
@@ -698,7 +705,7 @@ class Acd:
         line = self._line(call)
         line.waiting.discard(call.key)
         if call.routable_in:
-            line.routable.discard(call.key)
+            line.discard_routable(call)
             call.routable_in = False
         call.in_line = False
         self._queue_count[call.queue] -= 1
@@ -729,7 +736,7 @@ class Acd:
         r = self._routable(call)
         if r != call.routable_in:
             line = self._line(call)
-            (line.routable.add if r else line.routable.discard)(call.key)
+            (line.add_routable if r else line.discard_routable)(call)
             call.routable_in = r
         if r:
             self._pending_calls.add(call.call_id)
@@ -1018,7 +1025,7 @@ class Acd:
         primary = (call.primary, call.requirement[call.primary]) if call.primary else None
         choice = pick(q.strategy, idx, lambda aid: self._agent_ok(call, agents[aid], now), want, rng=self._rng,
                       rr_last=self._rr_last.get((call.node, q.name)), primary=primary, tier_cap=tier_cap,
-                      skills_of=lambda aid: agents[aid].spec.skills)
+                      skills_of=lambda aid: agents[aid].spec.skills, fit_only=call.covers_base)
         if self._log is not None:
             self._log.debug("acd.decision", call_id=call.call_id, queue=q.name, rule=choice.rule,
                             chosen=choice.agents, considered=choice.considered, ready=len(idx),
@@ -1032,20 +1039,29 @@ class Acd:
     def _route_agent(self, a: AgentRuntime, out: list[Output]) -> None:
         """An agent is ready: serve the best eligible caller across its queues, by weight, priority, wait."""
         now = self._clock()
+        aid, node, skills = a.id, a.spec.node, a.spec.skills
+        lines, calls, queues = self._lines, self._calls, self._queues
         while self._is_ready(a, now) and a.indexed_ready:
             best = None
             best_key = None
             for qn in a.spec.queues:
-                line = self._lines.get((a.spec.node, qn))
-                if line is None or not len(line.routable):
+                line = lines.get((node, qn))
+                if line is None or not line.groups:
                     continue
-                weight = self._queues[qn].weight
-                for key in line.routable:
-                    call = self._calls[key[-1]]
-                    if self._agent_ok(call, a, now):
-                        cand = (-weight,) + key
-                        if best_key is None or cand < best_key:
-                            best, best_key = call, cand
+                neg_weight = -queues[qn].weight
+                for requirement, group in line.groups.items():
+                    # one skill check per requirement, not per caller (see _agent_ok)
+                    if any(skills.get(s, 0) < lvl for s, lvl in requirement):
+                        continue
+                    for key in group:
+                        cand = (neg_weight,) + key
+                        if best_key is not None and cand >= best_key:
+                            break  # the group is in caller order: nothing better further down
+                        call = calls[key[-1]]
+                        until = call.excluded.get(aid)
+                        if (until is not None and until > now) or aid in call.rings.values():
+                            continue
+                        best, best_key = call, cand
                         break
             if best is None or not self._route_call(best, out):
                 return

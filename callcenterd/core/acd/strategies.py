@@ -62,12 +62,18 @@ def pick(
     primary: tuple[str, int] | None,
     tier_cap: int | None = None,
     skills_of: Callable[[str], dict[str, int]] = lambda _aid: {},
+    fit_only: bool = False,
 ) -> Pick:
     """Choose up to ``want`` agents from ``idx`` for one caller.
 
     ``tier_cap`` (ring-all with legs already ringing): only agents of that
     penalty or lower join the ring, as app_queue does not widen a ringall
     to the next penalty while the current tier is still ringing.
+
+    ``fit_only``: the caller needs at least the queue's own skill levels, so
+    only ``idx.fit`` can qualify.  Walking that subset in the same order
+    gives the same choice (the others would fail ``ok``), except for
+    random, whose draw is over the whole index.
     """
     if strategy is Strategy.SKILLS and primary is not None:
         skill, level = primary
@@ -85,12 +91,20 @@ def pick(
                 return Pick([aid], rule, considered)
         return Pick([], rule, considered)
 
+    if strategy is Strategy.RANDOM:
+        n = len(idx.main)
+        if n == 0:
+            return Pick([], "random", [])
+        start = rng.randrange(n)
+        return _first(idx.main.iter_from(idx.main[start]), ok, "random")
+
+    entries = idx.fit if fit_only else idx.main  # read only now: skills buckets do not need them
     if strategy is Strategy.RING_ALL or strategy is Strategy.RING_PROGRESSIVELY:
         all_tier = strategy is Strategy.RING_ALL
         rule = "ring-all:lowest-penalty-tier" if all_tier else f"ring-progressively:longest-idle:{want}"
         chosen: list[str] = []
         tier = tier_cap
-        for e in idx.main:
+        for e in entries:
             if tier is not None and all_tier and e[0] > tier:
                 break
             aid = e[-1]
@@ -103,17 +117,10 @@ def pick(
 
     if strategy is Strategy.ROUND_ROBIN:
         probe = (rr_last + 0.5,) if rr_last is not None else (-1,)
-        return _first(idx.main.iter_from(probe), ok, "round-robin:after-last")
-
-    if strategy is Strategy.RANDOM:
-        n = len(idx.main)
-        if n == 0:
-            return Pick([], "random", [])
-        start = rng.randrange(n)
-        return _first(idx.main.iter_from(idx.main[start]), ok, "random")
+        return _first(entries.iter_from(probe), ok, "round-robin:after-last")
 
     if strategy is Strategy.WEIGHTED_RANDOM:
-        return _weighted(idx, ok, rng)
+        return _weighted(idx, entries, ok, rng)
 
     rule = {
         Strategy.LONGEST_IDLE: "longest-idle",
@@ -122,14 +129,14 @@ def pick(
         Strategy.LINEAR: "linear:config-order",
         Strategy.SKILLS: "skills:none-required:longest-idle",
     }[strategy]
-    return _first(idx.main, ok, rule)
+    return _first(entries, ok, rule)
 
 
-def _weighted(idx: ReadyIndex, ok: Callable[[str], bool], rng: random.Random) -> Pick:
+def _weighted(idx: ReadyIndex, entries, ok: Callable[[str], bool], rng: random.Random) -> Pick:
     """app_queue wrandom: lowest penalty tier first, then a draw by weight."""
     tier = None
     cands: list[tuple[str, float]] = []
-    for e in idx.main:
+    for e in entries:
         if tier is not None and e[0] != tier:
             break
         aid = e[-1]

@@ -6,6 +6,10 @@ weight comes first (app_queue ``weight``): ``(-weight, -priority,
 enqueued_at, seq)``.  ``enqueued_at`` is the time the caller *first*
 queued; it survives a daemon restart (stamped on the leg) and an overflow
 move, so a caller never loses its place.
+
+Routable callers are also grouped by skill requirement, so a freed agent
+checks its skills once per distinct requirement of a queue, not once per
+waiting caller: callers it cannot serve cost nothing.
 """
 
 from __future__ import annotations
@@ -41,26 +45,47 @@ class CallerEntry:
     relax_step: int = 0
     requirement: dict[str, int] = field(default_factory=dict)  # skills after relaxation
     primary: str | None = None  # the skill that ranks proficiency
+    covers_base: bool = False  # requirement >= the queue's own levels: only agents fit for the queue qualify
     visited: list[str] = field(default_factory=list)  # queues, for overflow loops
     in_line: bool = False
     routable_in: bool = False
+    routable_sig: tuple = ()  # the requirement group it is filed under while routable
+    # (-priority, enqueued_at, seq, call_id): the ordering key, fixed at creation
+    key: tuple = field(init=False, repr=False)
 
-    @property
-    def key(self) -> tuple:
-        return (-self.priority, self.enqueued_at, self.seq, self.call_id)
+    def __post_init__(self) -> None:
+        self.key = (-self.priority, self.enqueued_at, self.seq, self.call_id)
 
 
 class WaitingLine:
-    """Callers of one (node, queue): all of them, and those needing an agent now."""
+    """Callers of one (node, queue): all of them, and those needing an agent now.
 
-    __slots__ = ("waiting", "routable")
+    ``groups`` maps a requirement (sorted ``(skill, level)`` pairs) to the
+    routable callers that have it, each group in caller order.
+    """
+
+    __slots__ = ("waiting", "groups")
 
     def __init__(self) -> None:
         self.waiting = SortedBag()  # every caller not yet connected
-        self.routable = SortedBag()  # subset that may be offered another agent now
+        self.groups: dict[tuple, SortedBag] = {}  # routable callers, by requirement
 
     def position(self, call: CallerEntry) -> int:
         return self.waiting.rank(call.key) + 1
+
+    def add_routable(self, call: CallerEntry) -> None:
+        sig = call.routable_sig = tuple(sorted(call.requirement.items()))
+        bag = self.groups.get(sig)
+        if bag is None:
+            bag = self.groups[sig] = SortedBag()
+        bag.add(call.key)
+
+    def discard_routable(self, call: CallerEntry) -> None:
+        bag = self.groups.get(call.routable_sig)
+        if bag is not None:
+            bag.discard(call.key)
+            if not bag:
+                del self.groups[call.routable_sig]
 
 
 @dataclass(slots=True)
