@@ -74,6 +74,9 @@ class CallCenter:
         self._listeners: list[Callable[[Any], None]] = []
         self._wake = asyncio.Event()
         self.dropped_events = 0
+        # journeys checkpointed before our restart: call id -> node, until
+        # that node's first PbxUp says whether the call is still there
+        self._restored: dict[str, str] = {}
 
     # ------------------------------------------------------------- inputs
     def emit(self, event: PbxEvent) -> None:
@@ -143,6 +146,7 @@ class CallCenter:
                 outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
                 outputs = acd.pbx_up(event.node, event.snapshot)
+                outputs += self._close_interrupted(event.node)
             elif isinstance(event, PbxDown):
                 outputs = acd.pbx_down(event.node)
             else:
@@ -179,12 +183,30 @@ class CallCenter:
         ))
         return outputs
 
+    def restore_journeys(self, journeys: list[Any]) -> None:
+        """Journeys that were open when callcenterd stopped (from the store)."""
+        for journey in journeys:
+            self._journeys.restore(journey)
+            self._restored[journey.call_id] = journey.node
+
+    def _close_interrupted(self, node: str) -> list[Any]:
+        """After a restart, calls the PBX no longer holds for us (the caller
+        hung up meanwhile, or was talking to an agent when we died) close
+        their journey as ``interrupted``: written once, never left open."""
+        live = {w["call_id"] for w in self.acd.waiting_view()}
+        live.update(c for a in self.acd.agents_view() for c in a.get("call_ids", ()))
+        ended = []
+        for call_id, journey_node in list(self._restored.items()):
+            if journey_node in (node, ""):
+                del self._restored[call_id]
+                if call_id not in live:
+                    ended.append(facts.CallEnded(self._clock(), call_id, "interrupted"))
+        return ended
+
     # ------------------------------------------------------------ outputs
     def _process(self, outputs: list[Any]) -> None:
         for out in outputs:
             if isinstance(out, (cmd.Originate, cmd.Bridge, cmd.Hangup, cmd.Hold, cmd.UpdateHold, cmd.Redirect)):
-                if isinstance(out, cmd.Hold) and self._store is not None:
-                    self._remember_waiting(out)
                 self._execute(out)
             else:
                 self._record(out)
@@ -197,32 +219,29 @@ class CallCenter:
                 log.exception("core.listener_failed")
         if self._cdr is not None:
             self._cdr.submit_fact(fact)
-        if self._journeys is not None:
-            for journey in self._journeys.apply(fact):
-                if self._cdr is not None:
-                    self._cdr.submit_journey(journey)
+        closed = self._journeys.apply(fact) if self._journeys is not None else []
+        for journey in closed:
+            if self._cdr is not None:
+                self._cdr.submit_journey(journey)
         if self._store is not None:
             self._persist(fact)
 
     def _persist(self, fact: Any) -> None:
         store = self._store
+        if isinstance(fact, (facts.CallerEnqueued, facts.CallerConnected)) and self._journeys is not None:
+            # checkpoint: a restart re-opens the same journey (caller, times,
+            # IVR...), so it is still written once, complete
+            journey = self._journeys.get(fact.call_id)
+            if journey is not None:
+                data = journey.to_dict()
+                self._store_ops.put_nowait(lambda: store.save_open_journey(fact.call_id, data))
         if isinstance(fact, facts.CallEnded):
-            self._store_ops.put_nowait(lambda: store.remove_waiting(fact.call_id))
-        elif isinstance(fact, facts.CallerConnected):
-            self._store_ops.put_nowait(lambda: store.remove_waiting(fact.call_id))
+            self._store_ops.put_nowait(lambda: store.remove_open_journey(fact.call_id))
         elif isinstance(fact, (facts.AgentLoggedIn, facts.AgentLoggedOut, facts.AgentPaused, facts.AgentUnpaused)):
             state = self.acd.export_state().get(fact.agent, {})
             self._store_ops.put_nowait(lambda: store.save_agent(
                 fact.agent, bool(state.get("logged_in")), bool(state.get("paused")),
                 str(state.get("reason", "")), fact.at))
-
-    def _remember_waiting(self, hold: cmd.Hold) -> None:
-        """The store keeps each waiting caller's original order as a second
-        source of truth beside the CC_* stamps on the channel."""
-        w, store = hold.call, self._store
-        self._store_ops.put_nowait(lambda: store.save_waiting(
-            w.call_id, hold.node, w.leg_id, w.queue, w.enqueued_at, w.priority,
-            w.caller_id.number, w.caller_id.name, dict(w.skills)))
 
     async def _store_writer(self) -> None:
         while True:

@@ -99,6 +99,7 @@ class Runtime:
     api: Any = None
     saved_agents: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)  # set if the core dies
 
     async def start(self) -> None:
         if self.cdr is not None:
@@ -109,11 +110,23 @@ class Runtime:
             log.info("agents.restored", agents=sorted(a for a, s in self.saved_agents.items() if s["logged_in"]))
         for server in self.call_servers:
             await server.start()
-        self.tasks.append(asyncio.create_task(self.center.run(), name="core"))
+        core = asyncio.create_task(self.center.run(), name="core")
+        core.add_done_callback(self._core_ended)
+        self.tasks.append(core)
         for sup in self.supervisors:
             sup.start()
         if self.api is not None:
             await self.api.start()
+
+    def _core_ended(self, task: asyncio.Task[Any]) -> None:
+        """The core must never end by itself: if it dies, say why, loudly,
+        and let ``serve`` exit non-zero so systemd restarts us (callers wait
+        in the PBX meanwhile and are re-adopted)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.critical("core.crashed", error=repr(exc), exc_info=exc)
+        self.failed.set()
 
     async def stop(self) -> None:
         """Graceful stop: callers stay in the PBX; CDR flushed to disk."""
@@ -172,6 +185,10 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
         queue_priority={name: q.priority for name, q in config.queues.items()},
         default_queue=next(iter(config.queues), ""),
     )
+    if store is not None:
+        from callcenterd.core.journeys.record import Journey
+
+        center.restore_journeys([Journey.from_dict(d) for d in (await store.load_open_journeys()).values()])
     runtime = Runtime(config=config, center=center, drivers=drivers, cdr=cdr, store=store,
                       saved_agents=saved_agents)
 
@@ -188,6 +205,8 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
         key = getattr(driver, "device_key", None)
         if key is not None:
             center.device_aliases[key(spec.device)] = spec.device
+            if hasattr(driver, "devices"):
+                driver.devices.add(key(spec.device))
 
     # --- agent control API
     if with_api and config.api.has_token:
@@ -284,10 +303,14 @@ async def serve(config: Config) -> int:
         watchdog = asyncio.create_task(systemd.watchdog_task(interval))
     systemd.notify_ready()
     log.info("callcenterd.ready", nodes=list(runtime.drivers), queues=len(config.queues), agents=len(config.agents))
-    await stop.wait()
+    failed = asyncio.create_task(runtime.failed.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed.cancel()
+    stopping.cancel()
     systemd.notify_stopping()
-    log.info("callcenterd.stopping")
+    log.info("callcenterd.stopping", reason="core crashed" if runtime.failed.is_set() else "signal")
     if watchdog is not None:
         watchdog.cancel()
     await runtime.stop()
-    return 0
+    return 1 if runtime.failed.is_set() else 0

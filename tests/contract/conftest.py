@@ -10,11 +10,14 @@ A scenario asks the fixture for a rig (``pbx.rig(queues=..., agents=...)``),
 for device strings (``pbx.device("1001")``) and for durations
 (``pbx.s(4)``: 4 s on Asterisk, 0.4 s on the fake).  Rigs expose one API:
 ``customer``, ``call_id``, ``fact``, ``of``, ``agent_state``,
-``agent_leg_up``, ``control``.
+``agent_leg_up``, ``control``, ``outside_call`` (a call on an agent's device
+that callcenterd did not make) and ``announced`` (the positions a waiting
+caller was told, read from what the PBX played).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,22 @@ from tests.integration.conftest import asterisk  # noqa: F401  (session fixture,
 class AsteriskContractRig(AcdRig):
     def agent_leg_up(self, ext: str) -> bool:
         return f"{ext}@agents" in self.channels()
+
+    async def outside_call(self, ext: str, seconds: float) -> None:
+        """Somebody else's call on the agent's device: an Originate to it that
+        callcenterd did not ask for."""
+        assert self.traffic is not None
+        await self.traffic.action("Originate", [("Channel", f"Local/{ext}@agents/n"), ("Application", "Wait"),
+                                                ("Data", str(int(seconds))), ("Async", "true")])
+
+    def announced(self, leg_id: str) -> list[int]:
+        """Positions [callcenterd-hold] said to the leg, from the console log:
+        ``SayNumber(<n>)`` after "there are", or "queue-youarenext" for 1."""
+        channel = self.runtime.drivers["sandbox"]._translator.channel_name(leg_id)
+        text = self.asterisk.log_path.read_text(errors="replace")
+        pattern = re.compile(rf'(?:SayNumber\("{re.escape(channel)}", "(\d+)"\)'
+                             rf'|Playback\("{re.escape(channel)}", "queue-youarenext"\))')
+        return [int(m.group(1) or 1) for m in pattern.finditer(text)]
 
 
 class FreeswitchContractRig(AcdRig):
@@ -84,6 +103,12 @@ class FreeswitchContractRig(AcdRig):
 
     def agent_leg_up(self, ext: str) -> bool:
         return self.switch.ext_up(ext)
+
+    async def outside_call(self, ext: str, seconds: float) -> None:
+        self.switch.outside_call(ext, seconds)
+
+    def announced(self, leg_id: str) -> list[int]:
+        return self.switch.announced(leg_id)
 
     def channel_count(self) -> int:
         return len(self.switch.alive())

@@ -13,7 +13,10 @@ of the command that caused them, a BACKGROUND_JOB that overtakes its
 Agents behave like the sandbox Asterisk's ``[agents]`` context, keyed by the
 extension in ``loopback/<ext>/agents``: 1XXX/5XXX answer and stay, 2001 rings
 forever, 2002 busy, 2003 congestion, 2004 rejects, 4XXX talk then hang up.
-Customers come in through the driver's outbound-socket server.
+Customers come in through the driver's outbound-socket server.  An outside
+call (:meth:`FsSwitch.outside_call`) is a channel on an agent's device that
+callcenterd did not make: only its channel events tell the driver.
+Position prompts the driver broadcasts are kept in ``broadcasts``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Chan:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     socket: "CustomerSocket | None" = None
     gone: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # put on every event of the channel
 
 
 class FsSwitch:
@@ -79,6 +83,7 @@ class FsSwitch:
         self.channels: dict[str, Chan] = {}
         self.originates: list[tuple[dict[str, str], str]] = []  # (parsed vars, endpoint)
         self.killed: list[tuple[str, str]] = []
+        self.broadcasts: list[tuple[str, str, str]] = []  # (uuid, app::arg, leg flag) as mod_commands splits them
         self._tpl = _templates()
         self._seq = 5000
         self._sockets: list[CustomerSocket] = []
@@ -116,6 +121,7 @@ class FsSwitch:
             "Answer-State": "answered" if chan.answered else "ringing",
             "variable_answer_epoch": "1700000000" if chan.answered else "0",
         })
+        h.update(chan.headers)
         h.update(extra)
         self.fake.emit(EslEvent(h, format="json"))
 
@@ -171,6 +177,31 @@ class FsSwitch:
         chan.timers.append(loop.call_later(patience, self.hangup, chan, "NORMAL_CLEARING"))
         return chan
 
+    # ---------------------------------------------------------- outside call
+    def outside_call(self, ext: str, seconds: float, *, answer: bool = True,
+                     headers: dict[str, str] | None = None) -> Chan:
+        """A call on ``ext``'s device that callcenterd did not make (somebody
+        dialled the agent directly): CHANNEL_CREATE, CHANNEL_ANSWER, and the
+        hangup ``seconds`` later.  ``headers`` adds e.g. ``variable_dialed_user``."""
+        chan = Chan(str(uuidlib.uuid4()), f"loopback/{ext}-a", "5550000", "Outside", ext, headers=dict(headers or {}))
+        self.channels[chan.uuid] = chan
+        self.event("CHANNEL_CREATE", chan)
+        if answer:
+            chan.answered = True
+            self.event("CHANNEL_ANSWER", chan)
+        loop = asyncio.get_running_loop()
+        chan.timers.append(loop.call_later(seconds, self.hangup, chan, "NORMAL_CLEARING"))
+        return chan
+
+    def announced(self, uuid: str) -> list[int]:
+        """Positions told to a caller, from the ``say::`` broadcasts it got."""
+        out = []
+        for target, app, _ in self.broadcasts:
+            m = re.fullmatch(r"say::en number pronounced (\d+)", app)
+            if target == uuid and m is not None:
+                out.append(int(m.group(1)))
+        return out
+
     # ------------------------------------------------------------- commands
     def _on_command(self, conn: Any, cmd: str) -> bool:
         if not conn.authed:
@@ -197,7 +228,8 @@ class FsSwitch:
 
     def _api_show(self, conn: Any, args: str) -> bytes:
         rows = [{"uuid": c.uuid, "name": c.name, "cid_num": c.cid_num, "cid_name": c.cid_name, "dest": c.dest,
-                 "callstate": "ACTIVE" if c.answered else "RINGING"} for c in self.alive()]
+                 "callstate": "ACTIVE" if c.answered else "RINGING",
+                 "presence_id": c.headers.get("Channel-Presence-ID", "")} for c in self.alive()]
         if not rows:
             return b'{"row_count": 0}\n'  # as captured
         return (json.dumps({"row_count": len(rows), "rows": rows}) + "\n").encode()
@@ -252,7 +284,14 @@ class FsSwitch:
         return chan.vars.get(name.lower(), "_undef_").encode()  # no trailing newline
 
     def _api_uuid_broadcast(self, conn: Any, args: str) -> bytes:
-        return b"+OK Message sent\n" if self._chan(args.split(" ", 1)[0]) else NO_SUCH_CHANNEL
+        # mod_commands.c uuid_broadcast_function: switch_separate_string(' ') into 4
+        argv = fs_separate_string(args, " ", 4)
+        if len(argv) < 2:
+            return b"-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
+        if self._chan(argv[0]) is None:
+            return NO_SUCH_CHANNEL
+        self.broadcasts.append((argv[0], argv[1], argv[2] if len(argv) > 2 else ""))
+        return b"+OK Message sent\n"
 
     def _api_uuid_transfer(self, conn: Any, args: str) -> bytes:
         return b"+OK\n" if self._chan(args.split(" ", 1)[0]) else NO_SUCH_CHANNEL

@@ -8,6 +8,8 @@ normalised outcomes.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from callcenterd.core import facts as f
@@ -105,3 +107,37 @@ async def test_agent_hangs_up_first_completes_by_agent(pbx):
         completed = await rig.fact(f.CallCompleted, call_id=call)
         assert completed.by == "agent"
         assert (await rig.fact(f.CallEnded, call_id=call)).outcome == "answered"
+
+
+async def test_device_in_use_elsewhere_is_not_rung(pbx):
+    rig = pbx.rig(queues={"support": queue(pbx)},
+                  agents={"1001": agent(pbx, "1001"), "1002": agent(pbx, "1002")})
+    async with rig:
+        # agent 1001's phone is busy with a call callcenterd did not make
+        await rig.outside_call("1001", pbx.s(15))
+        await pbx.wait(lambda: rig.agent_leg_up("1001"), "1001 busy on the outside call")
+        await asyncio.sleep(pbx.s(1))  # let its device state reach callcenterd
+        number = await rig.customer("support", patience=6 if pbx.kind == "asterisk" else pbx.s(30))
+        call = await rig.call_id(number)
+        connected = await rig.fact(f.CallerConnected, call_id=call)
+        assert connected.agent == "1002"  # linear: 1001 would have been first
+        assert not rig.of(f.AgentOffered, call_id=call, agent="1001")
+
+
+async def test_waiting_callers_hear_their_position(pbx):
+    rig = pbx.rig(queues={"support": queue(pbx, announce_frequency=pbx.s(2))}, agents={"1001": agent(pbx, "1001")})
+    async with rig:
+        rig.control("agent_pause", "1001", "meeting")
+        calls = []
+        for _ in range(2):
+            number = await rig.customer("support", patience=12 if pbx.kind == "asterisk" else pbx.s(60))
+            calls.append(await rig.call_id(number))
+            await rig.fact(f.CallerEnqueued, call_id=calls[-1])
+        second = rig.of(f.CallStarted, call_id=calls[1])[0].leg_id
+        await pbx.wait(lambda: 2 in rig.announced(second), "position 2 announced to the second caller", timeout=15)
+        rig.control("agent_unpause", "1001")
+        first = await rig.fact(f.CallerConnected)
+        assert first.call_id == calls[0]
+        # once the first caller is taken, the second one moves up to position 1
+        await pbx.wait(lambda: rig.announced(second)[-1:] == [1], "second caller told it is next", timeout=15)
+        assert set(rig.announced(second)) == {1, 2}

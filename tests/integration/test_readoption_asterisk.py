@@ -170,3 +170,52 @@ async def test_ami_link_drop_while_callers_wait_readopts_in_order(asterisk, tmp_
         rig.control("agent_unpause", "1001")
         connected = await rig.fact(f.CallerConnected)
         assert connected.call_id == calls[0]
+
+
+async def test_sigkill_during_a_conversation_keeps_the_agent_busy_and_writes_the_journey_once(asterisk, tmp_path):
+    port = free_tcp_port()
+    daemon = Daemon(_config(asterisk, tmp_path, port), port, tmp_path / "daemon.log")
+    daemon.start()
+    from callcenterd.protocols.ami.session import AmiSession
+
+    traffic = None
+    try:
+        await wait_for(daemon.up, "daemon API up", timeout=30)
+        daemon.post("/v1/agents/1001/login")
+        traffic = await AmiSession.connect(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user,
+                                           asterisk.ami_secret, events="off")
+        await traffic.action("Originate", [
+            ("Channel", "Local/support@customers/n"), ("Application", "Wait"), ("Data", "10"),
+            ("CallerID", '"Talker" <5550100>'), ("Async", "true")])
+        await wait_for(lambda: any(a["state"] == "on-call" for a in daemon.get("/v1/agents")["agents"]),
+                       "agent 1001 talking")
+        talking_since = time.monotonic()
+        daemon.kill(signal.SIGKILL)
+
+        daemon.start()
+        await wait_for(daemon.up, "daemon back", timeout=30)
+        await traffic.action("Originate", [
+            ("Channel", "Local/support@customers/n"), ("Application", "Wait"), ("Data", "30"),
+            ("CallerID", '"Next" <5550101>'), ("Async", "true")])
+        await wait_for(lambda: len(daemon.waiting()) == 1, "second caller waiting")
+        # the agent is still on the first call (its device is in use): not rung
+        agent = next(a for a in daemon.get("/v1/agents")["agents"] if a["agent"] == "1001")
+        assert agent["state"] != "ringing"
+        await asyncio.sleep(1.0)
+        assert len(daemon.waiting()) == 1
+        # once the first call ends (the customer hangs up after 10 s) the
+        # second caller gets the agent
+        await wait_for(lambda: not daemon.waiting(), "second caller served", timeout=25)
+        assert time.monotonic() - talking_since >= 8
+    finally:
+        if traffic is not None:
+            await traffic.close()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.kill(signal.SIGTERM)
+        asterisk.cli("channel request hangup all")
+    journeys = [json.loads(line) for p in (tmp_path / "cdr").glob("journeys-*.jsonl")
+                for line in p.read_text().splitlines() if line.strip()]
+    first = [j for j in journeys if j["caller_number"] == "5550100"]
+    assert len(first) == 1, journeys
+    assert first[0]["outcome"] == "interrupted" and first[0]["agent"] == "1001"
+    assert first[0]["started_at"] and first[0]["enqueued_at"]  # the checkpoint kept them

@@ -38,6 +38,11 @@ class JourneyBuilder:
     def get(self, call_id: str) -> Journey | None:
         return self._open.get(call_id)
 
+    def restore(self, journey: Journey) -> None:
+        """Re-open a journey checkpointed before a restart of callcenterd."""
+        if journey.is_open:
+            self._open.setdefault(journey.call_id, journey)
+
     # ------------------------------------------------------------------ apply
     def apply(self, fact: f.Fact) -> list[Journey]:
         """Fold one fact in; return the journeys it closed (0 or 1)."""

@@ -30,6 +30,7 @@ from callcenterd.pbx.api import (
     CallerId,
     CommandFailed,
     ConnectionLost,
+    DeviceState,
     HoldSpec,
     OriginateRequest,
     PbxDown,
@@ -41,7 +42,7 @@ from callcenterd.pbx.api import (
     format_skills,
     parse_skills,
 )
-from callcenterd.pbx.asterisk.translate import AmiTranslator, device_key
+from callcenterd.pbx.asterisk.translate import AmiTranslator, device_key, device_status
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,8 @@ class AsteriskDriver:
         self._shutting_down = False
         self._ids = itertools.count(1)
         self._up = False
+        #: device names (as Asterisk reports them) of the agents on this node
+        self.devices: set[str] = set()
 
     device_key = staticmethod(device_key)
 
@@ -127,6 +130,26 @@ class AsteriskDriver:
         snapshot = await self._take_snapshot(session)
         self._up = True
         self._emit(PbxUp(self.node, snapshot))
+        await self._replay_device_states(session)
+
+    async def _replay_device_states(self, ami: Any) -> None:
+        """Devices busy right now (an agent still talking on a call bridged
+        before our restart) must not be rung.  Local-channel states are not
+        cached (core_local.c), so DeviceStateList would miss them: read
+        DEVICE_STATE() (func_devstate) for every agent device instead."""
+        devices = sorted(self.devices)
+        if not devices:
+            return
+        replies = await asyncio.gather(*(
+            ami.action("Getvar", [("Variable", f"DEVICE_STATE({device})")], timeout=SNAPSHOT_TIMEOUT)
+            for device in devices
+        ), return_exceptions=True)
+        for device, reply in zip(devices, replies):
+            if isinstance(reply, BaseException):
+                log.warning("asterisk.device_state_unknown", node=self.node, device=device,
+                            error=str(reply) or type(reply).__name__)
+                continue
+            self._emit(DeviceState(device, device_status(reply.get("Value") or "")))
 
     async def on_ami_disconnected(self, reason: object) -> None:
         if self._up:

@@ -56,6 +56,11 @@ _DEVICE_STATES = {
 }
 
 
+def device_status(state: str) -> DeviceStatus:
+    """An Asterisk device state string (``INUSE``...) as a port status."""
+    return _DEVICE_STATES.get(state, DeviceStatus.UNKNOWN)
+
+
 def device_key(device: str) -> str:
     """The name Asterisk's device state uses for a dial string.
 
@@ -286,8 +291,7 @@ class AmiTranslator:
         return [Dtmf(uid, msg.get("Digit") or "")]
 
     def _device_state(self, msg: AmiMessage) -> list[PbxEvent]:
-        status = _DEVICE_STATES.get(msg.get("State") or "", DeviceStatus.UNKNOWN)
-        return [DeviceState(msg.get("Device") or "", status)]
+        return [DeviceState(msg.get("Device") or "", device_status(msg.get("State") or ""))]
 
     _handlers = {
         "Newchannel": _newchannel,

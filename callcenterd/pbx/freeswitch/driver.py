@@ -15,6 +15,12 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
   &park()``: every event about it carries our leg id;
 * on answer the core asks for :meth:`bridge`: ``uuid_bridge caller agent``,
   then ``cc_connected=1`` on the caller (the snapshot skips it);
+* a waiting caller hears its position every ``announce_every`` seconds:
+  :meth:`update_hold` (sent by the core at that frequency) broadcasts the
+  prompts over the music with ``uuid_broadcast`` (see :data:`ANNOUNCE`);
+* device state comes from channel events (:class:`FsDevices`): a device with
+  a call callcenterd did not make is not rung (``device_key`` maps an agent's
+  dial string to the name the events use);
 * on (re)connect, :meth:`snapshot` lists channels (``show channels as
   json``) and reads the ``cc_*`` stamps with ``uuid_getvar`` so the core can
   re-adopt waiting callers in order.  A FreeSWITCH restart is seen by its
@@ -52,7 +58,7 @@ from callcenterd.pbx.api import (
     format_skills,
     parse_skills,
 )
-from callcenterd.pbx.freeswitch.translate import FsTranslator, cause_name
+from callcenterd.pbx.freeswitch.translate import FsDevices, FsTranslator, cause_name, device_key
 from callcenterd.protocols.errors import Timeout
 from callcenterd.protocols.esl.codec import esl_originate_vars, esl_quote_arg, esl_quote_var
 
@@ -69,6 +75,20 @@ JOB_MARGIN = 15.0
 #: A FreeSWITCH whose boot time (from ``status`` uptime) moved by more than
 #: this restarted (used only when ``core_uuid`` cannot be read).
 BOOT_JITTER = 5.0
+
+#: An UpdateHold announces the position only when at least this fraction of
+#: ``announce_every`` went by since the caller was held or last told: the core
+#: sends one per announce period, but also one when it re-adopts a caller
+#: after a reconnect, which must not talk over the previous announcement.
+ANNOUNCE_DUE = 0.8
+#: The position prompt, one ``uuid_broadcast`` per app ("You are number <N>
+#: in line"): stock sounds of freeswitch-sounds-en-us-callie and mod_say_en.
+#: ``{n}`` is the position.
+ANNOUNCE = (
+    "playback::ivr/ivr-you_are_number.wav",
+    "say::en number pronounced {n}",
+    "playback::ivr/ivr-in_line.wav",
+)
 
 #: Events the driver needs.  mod_event_socket only sends what was asked for
 #: and nothing is re-sent after a reconnect, so on_esl_connected asks again.
@@ -182,14 +202,20 @@ class FreeswitchDriver:
         moh_stream: str = "local_stream://moh",
         decision_timeout: float = DECISION_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        announce: Sequence[str] = ANNOUNCE,
     ) -> None:
         self.node = node
         self._emit = emit
         self._moh_stream = check_safe(moh_stream, "music-on-hold stream")
         self._decision_timeout = decision_timeout
         self._clock = clock
+        self._monotonic = monotonic
+        self._announce = tuple(check_safe(a, "announcement") for a in announce)
         self._esl: EslControl | None = None
         self._translator = FsTranslator()
+        self._devices = FsDevices()
+        self._told_at: dict[str, float] = {}  # held leg -> when it was held / last heard its position
         self._pending: dict[str, _Pending] = {}
         self._held: set[str] = set()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -199,6 +225,8 @@ class FreeswitchDriver:
         self._up = False
         self.avmd = False
         self.events_seen = 0
+
+    device_key = staticmethod(device_key)
 
     # ------------------------------------------------------------- lifecycle
     @property
@@ -215,9 +243,11 @@ class FreeswitchDriver:
         self.avmd = module.strip() == "true"
         if self.avmd:
             await session.subscribe(list(AVMD_EVENTS))
-        snapshot = await self._take_snapshot(session)
+        snapshot, devices = await self._take_snapshot(session)
         self._up = True
         self._emit(PbxUp(self.node, snapshot))
+        for event in devices:
+            self._emit(event)
         self._pump = asyncio.create_task(self._pump_events(session), name=f"fs-events-{self.node}")
 
     async def on_esl_disconnected(self, reason: object) -> None:
@@ -241,8 +271,10 @@ class FreeswitchDriver:
     def on_esl_event(self, ev: Any) -> None:
         for event in self._translator.feed(ev):
             self._emit(event)
+        for event in self._devices.feed(ev):
+            self._emit(event)
         if ev.name == "CHANNEL_HANGUP_COMPLETE":
-            self._held.discard(ev.uuid)
+            self._unhold(ev.uuid)
 
     # -------------------------------------------------- outbound socket calls
     async def on_outbound_call(self, call: Any) -> None:
@@ -306,7 +338,7 @@ class FreeswitchDriver:
         ])
         if not reply.ok:
             raise CommandFailed(f"endless_playback: {reply.reply_text}")
-        self._held.add(call.uuid)
+        self._held_now(call.uuid)
 
     # ------------------------------------------------------------ commands
     def _control(self) -> EslControl:
@@ -374,7 +406,7 @@ class FreeswitchDriver:
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         """Bridge a held caller (``leg_a``) with an answered agent leg."""
         await self._api(f"uuid_bridge {self._uuid(leg_a)} {self._uuid(leg_b)}", "uuid_bridge")
-        self._held.discard(leg_a)
+        self._unhold(leg_a)
         await self._api(f"uuid_setvar {leg_a} cc_connected 1", "uuid_setvar")
 
     async def hangup(self, leg_id: str, cause: int = 16) -> None:
@@ -417,10 +449,52 @@ class FreeswitchDriver:
         if call.leg_id not in self._held:
             await self._api(f"uuid_broadcast {self._uuid(call.leg_id)} "
                             f"{esl_quote_arg('endless_playback::' + stream)} aleg", "uuid_broadcast")
-            self._held.add(call.leg_id)
+            self._held_now(call.leg_id)
 
     async def update_hold(self, leg_id: str, spec: HoldSpec) -> None:
+        """Refresh the ``cc_*`` stamps; announce the position when it is due."""
         await self._setvars(leg_id, self._hold_vars(spec))
+        if spec.announce_every <= 0 or spec.position <= 0 or leg_id not in self._held:
+            return
+        now = self._monotonic()
+        if now - self._told_at.get(leg_id, now) < spec.announce_every * ANNOUNCE_DUE:
+            return
+        self._told_at[leg_id] = now
+        await self._announce_position(leg_id, spec.position)
+
+    async def _announce_position(self, leg_id: str, position: int) -> None:
+        """Play the position prompt over the music.
+
+        ``uuid_broadcast <uuid> <app>::<arg> aleg`` (mod_commands.c
+        uuid_broadcast_function splits its arguments with
+        switch_separate_string, hence the quoting) queues the app on the
+        channel; switch_ivr_broadcast cuts ``app::arg`` at the first ``::``.
+        The endless_playback of the music parses queued broadcasts between
+        frames (switch_ivr_play_file -> switch_ivr_parse_all_events), runs
+        them, and when the last one ends sets CF_BREAK (switch_ivr.c
+        switch_ivr_parse_event): the current play_file returns BREAK and
+        endless_playback, which loops on SUCCESS *and* BREAK (mod_dptools.c
+        endless_playback_function), starts the music again.  So the music
+        comes back by itself; nothing to re-issue.  The broadcasts are sent
+        one by one: api commands run in order on one ESL socket.
+        """
+        uuid = self._uuid(leg_id)
+        n = int(position)
+        for prompt in self._announce:
+            arg = esl_quote_arg(check_safe(prompt.format(n=n), "announcement"))
+            try:
+                await self._api(f"uuid_broadcast {uuid} {arg} aleg", "uuid_broadcast")
+            except CommandFailed as exc:  # the caller left meanwhile: nothing to tell
+                log.info("fs.announce_failed", leg=leg_id, error=str(exc))
+                return
+
+    def _held_now(self, leg_id: str) -> None:
+        self._held.add(leg_id)
+        self._told_at.setdefault(leg_id, self._monotonic())
+
+    def _unhold(self, leg_id: str) -> None:
+        self._held.discard(leg_id)
+        self._told_at.pop(leg_id, None)
 
     def _moh(self, moh_class: str) -> str:
         """``default`` -> the configured stream; anything with ``://`` or a
@@ -489,7 +563,7 @@ class FreeswitchDriver:
                 pending.release()
             return
         await self._api(f"uuid_transfer {self._uuid(leg_id)} {exten} XML {context}", "uuid_transfer")
-        self._held.discard(leg_id)
+        self._unhold(leg_id)
 
     async def play(self, leg_id: str, prompts: Sequence[str]) -> None:
         call = self._socket(leg_id)
@@ -529,7 +603,10 @@ class FreeswitchDriver:
         return _getvar_value(await self._control().api(f"uuid_getvar {self._uuid(leg_id)} {_var_name(name)}"))
 
     async def snapshot(self) -> PbxSnapshot:
-        return await self._take_snapshot(self._control())
+        snapshot, devices = await self._take_snapshot(self._control())
+        for event in devices:
+            self._emit(event)
+        return snapshot
 
     @staticmethod
     def _uuid(leg_id: str) -> str:
@@ -539,7 +616,7 @@ class FreeswitchDriver:
         return leg_id
 
     # ------------------------------------------------------------ snapshot
-    async def _take_snapshot(self, esl: EslControl) -> PbxSnapshot:
+    async def _take_snapshot(self, esl: EslControl) -> tuple[PbxSnapshot, list[PbxEvent]]:
         restarted = await self._restarted(esl)
         body = await esl.api("show channels as json", timeout=SNAPSHOT_TIMEOUT)
         try:
@@ -552,6 +629,7 @@ class FreeswitchDriver:
             if uid and " " not in uid:
                 legs.add(uid)
         self._held.clear()
+        self._told_at.clear()
         ordered = sorted(legs)
         # uuid_getvar per stamp, pipelined (replies are FIFO on one socket)
         replies = await asyncio.gather(*(
@@ -574,7 +652,7 @@ class FreeswitchDriver:
             except ValueError:
                 priority = 0
             self._translator.track(uid)
-            self._held.add(uid)
+            self._held_now(uid)  # a re-adopted caller is not told its position at once
             waiting.append(WaitingCall(
                 leg_id=uid, queue=values["cc_queue"], enqueued_at=enqueued, priority=priority,
                 call_id=values["cc_call_id"] or uid, caller_id=cid.get(uid, CallerId()),
@@ -582,7 +660,8 @@ class FreeswitchDriver:
             ))
         waiting.sort(key=lambda w: w.enqueued_at)
         log.info("freeswitch.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)
-        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted)
+        devices = self._devices.resync(r for r in rows if isinstance(r, dict))
+        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted), devices
 
     async def _restarted(self, esl: EslControl) -> bool:
         """Did FreeSWITCH restart since we last saw it?"""

@@ -10,17 +10,24 @@ see the captures' README): its CHANNEL_HANGUP_COMPLETE, or the ``-ERR
 <CAUSE>`` of the ``bgapi originate`` job (the only news when no channel was
 ever created: unknown endpoint, no route).  The first one reports, the other
 is swallowed.
+
+Device state (:class:`FsDevices`) is derived from the same channel events,
+for every channel, ours or not: FreeSWITCH has no device-state event like
+Asterisk's DeviceStateChange, so a device is as busy as the channels on it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from callcenterd.pbx.api import (
     AmdResult,
     AmdVerdict,
     Bridged,
+    DeviceState,
+    DeviceStatus,
     Dtmf,
     LegAnswered,
     LegHungUp,
@@ -344,6 +351,131 @@ class FsTranslator:
         "CHANNEL_UNBRIDGE": _unbridge_event,
         "DTMF": _dtmf,
     }
+
+
+# ------------------------------------------------------------- device state
+_LOOPBACK_DIAL = re.compile(r"loopback/([^/]+)/")  # loopback/<exten>/<context>[/<dialplan>]
+_LOOPBACK_CHANNEL = re.compile(r"loopback/([^/]+?)(?:-[ab])?\Z")  # loopback/<exten>-a|-b
+
+
+def device_key(endpoint: str) -> str:
+    """The name device state uses for an agent's dial string or a channel name.
+
+    * ``user/1001``, ``user/1001@example.com`` -> ``user/1001`` (a directory
+      user: its channels carry ``variable_dialed_user`` or a presence id
+      ``1001@domain``, see :func:`channel_devices`);
+    * ``loopback/1001/agents`` and the channels it makes, ``loopback/1001-a``
+      / ``loopback/1001-b`` (mod_loopback.c names them ``loopback/<exten>-a|b``)
+      -> ``loopback/1001``;
+    * anything else is returned unchanged.
+    """
+    if endpoint.startswith("user/"):
+        user = endpoint[5:].split("@", 1)[0]
+        return f"user/{user}" if user else endpoint
+    m = _LOOPBACK_DIAL.match(endpoint) or _LOOPBACK_CHANNEL.match(endpoint)
+    if m is not None:
+        return f"loopback/{m.group(1)}"
+    return endpoint
+
+
+def channel_devices(ev: EslEventLike | Mapping[str, Any]) -> frozenset[str]:
+    """The devices a channel event is about (none for most outside calls).
+
+    ``variable_dialed_user`` is set on a leg dialled through ``user/1001``
+    (mod_dptools.c user_outgoing_channel); ``Channel-Presence-ID`` /
+    ``variable_presence_id`` (``1001@domain``) on a registered phone's own
+    calls and on ``user/`` legs; loopback channels are known by their name.
+    A sofia channel name alone (``sofia/internal/1001@10.0.0.5:5060``, the
+    contact) says nothing reliable about which user it is: not used.
+    """
+    keys: set[str] = set()
+    dialed = ev.get("variable_dialed_user") or ""
+    if dialed:
+        keys.add(f"user/{dialed}")
+    presence = ev.get("Channel-Presence-ID") or ev.get("variable_presence_id") or ev.get("presence_id") or ""
+    user = presence.split("@", 1)[0] if "@" in presence else ""
+    if user:
+        keys.add(f"user/{user}")
+    name = ev.get("Channel-Name") or ev.get("name") or ""
+    if name.startswith("loopback/"):
+        keys.add(device_key(name))
+    return frozenset(keys)
+
+
+@dataclass(slots=True)
+class FsDevices:
+    """Device state from channel events: RINGING while a device only has
+    unanswered channels, INUSE once one is answered, NOT_INUSE when its last
+    channel's CHANNEL_HANGUP_COMPLETE arrived.  Only changes are reported."""
+
+    channels: dict[str, tuple[frozenset[str], bool]] = field(default_factory=dict)  # uuid -> (devices, answered)
+    on_device: dict[str, set[str]] = field(default_factory=dict)  # device -> uuids of its channels
+    status: dict[str, DeviceStatus] = field(default_factory=dict)  # devices with a channel only
+
+    def feed(self, ev: EslEventLike) -> list[PbxEvent]:
+        name, uid = ev.name, ev.uuid
+        if not uid or name not in ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"):
+            return []
+        known = self.channels.get(uid)
+        if name == "CHANNEL_HANGUP_COMPLETE":
+            if known is None:
+                return []
+            self._drop(uid)
+            return self._refresh(known[0])
+        devices = known[0] if known is not None else channel_devices(ev)
+        if not devices:
+            return []
+        answered = name == "CHANNEL_ANSWER" or (known is not None and known[1])
+        self._add(uid, devices, answered)
+        return self._refresh(devices)
+
+    def _add(self, uid: str, devices: frozenset[str], answered: bool) -> None:
+        self.channels[uid] = (devices, answered)
+        for device in devices:
+            self.on_device.setdefault(device, set()).add(uid)
+
+    def _drop(self, uid: str) -> None:
+        devices, _ = self.channels.pop(uid)
+        for device in devices:
+            uids = self.on_device.get(device)
+            if uids is not None:
+                uids.discard(uid)
+                if not uids:
+                    del self.on_device[device]
+
+    def resync(self, rows: Iterable[Mapping[str, Any]]) -> list[PbxEvent]:
+        """Start again from ``show channels as json`` rows (after a reconnect:
+        hangups missed while down would leave a device busy for ever)."""
+        before = set(self.status)
+        self.channels.clear()
+        self.on_device.clear()
+        for row in rows:
+            uid = str(row.get("uuid") or "")
+            devices = channel_devices({k: str(v) for k, v in row.items() if v is not None})
+            if uid and devices:
+                self._add(uid, devices, str(row.get("callstate") or "") in ("ACTIVE", "HELD"))
+        return self._refresh(before | set(self.on_device))
+
+    def _refresh(self, devices: Iterable[str]) -> list[PbxEvent]:
+        out: list[PbxEvent] = []
+        for device in sorted(devices):
+            states = [self.channels[uid][1] for uid in self.on_device.get(device, ())]
+            if not states:
+                new = DeviceStatus.NOT_INUSE
+            elif any(states):
+                new = DeviceStatus.INUSE
+            else:
+                new = DeviceStatus.RINGING
+            old = self.status.get(device)
+            if new is DeviceStatus.NOT_INUSE:
+                self.status.pop(device, None)  # forget idle devices: no growth with traffic
+                if old is None:
+                    continue
+            else:
+                self.status[device] = new
+            if new is not old:
+                out.append(DeviceState(device, new))
+        return out
 
 
 def _int(value: str | None) -> int | None:

@@ -78,7 +78,7 @@ async def test_connect_reports_pbx_up_with_snapshot(connected):
     driver, ami, events = connected
     assert isinstance(events[-1], PbxUp) and events[-1].node == "ast1"
     assert not events[-1].snapshot.restarted
-    assert ami.names() == ["CoreStatus", "Status"]
+    assert ami.names() == ["CoreStatus", "Status"]  # no agent devices known: nothing more
 
 
 async def test_originate_sends_channel_id_and_safe_caller_id(connected):
@@ -201,3 +201,30 @@ async def test_snapshot_lists_held_callers_in_enqueue_order(connected):
     assert snap.waiting[0].skills == {"sales": 4} and snap.waiting[0].call_id == "call-a"
     assert snap.legs == frozenset("abcde")
     assert snap.restarted  # the start time changed since the last connect
+
+
+async def test_device_states_are_read_after_connect(connected):
+    from callcenterd.pbx.api import DeviceState, DeviceStatus
+
+    driver, ami, events = connected
+    driver.devices = {"Local/1001@agents", "PJSIP/2000"}
+
+    async def getvar(name, headers=(), *, timeout=None, action_id=None):
+        ami.sent.append((name, list(headers), action_id))
+        state = {"DEVICE_STATE(Local/1001@agents)": "INUSE"}.get(dict(headers)["Variable"])
+        if state is None:
+            raise CommandFailed("Getvar: timeout")
+        return msg(("Response", "Success"), ("Value", state))
+
+    ami.action = getvar  # CoreStatus is not needed for this check
+    ami.core_status = None
+    driver._take_snapshot = lambda session: _empty_snapshot()
+    await driver.on_ami_connected(ami)
+    assert isinstance(events[-2], PbxUp)
+    assert events[-1] == DeviceState("Local/1001@agents", DeviceStatus.INUSE)  # the failed one is skipped
+
+
+async def _empty_snapshot():
+    from callcenterd.pbx.api import PbxSnapshot
+
+    return PbxSnapshot()

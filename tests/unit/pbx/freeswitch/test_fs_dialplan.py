@@ -30,3 +30,13 @@ def test_event_socket_listens_on_loopback_with_a_non_default_password():
 def test_readme_documents_amd():
     text = (DIR / "README.md").read_text()
     assert "mod_avmd" in text and "mod_amd" in text
+
+
+def test_readme_shows_the_position_prompts_the_driver_sends():
+    from callcenterd.pbx.freeswitch.driver import ANNOUNCE
+    from callcenterd.protocols.esl.codec import esl_quote_arg
+
+    text = (DIR / "README.md").read_text()
+    for prompt in ANNOUNCE:
+        assert f"api uuid_broadcast <uuid> {esl_quote_arg(prompt.format(n=3))} aleg" in text
+    assert "variable_dialed_user" in text and "Channel-Presence-ID" in text

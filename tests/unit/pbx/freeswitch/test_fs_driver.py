@@ -12,6 +12,8 @@ from callcenterd.pbx.api import (
     CallerId,
     CommandFailed,
     ConnectionLost,
+    DeviceState,
+    DeviceStatus,
     HoldSpec,
     LegAnswered,
     LegHungUp,
@@ -22,7 +24,7 @@ from callcenterd.pbx.api import (
     UnsafeValue,
     WaitingCall,
 )
-from callcenterd.pbx.freeswitch.driver import FreeswitchDriver, uptime_seconds
+from callcenterd.pbx.freeswitch.driver import ANNOUNCE_DUE, FreeswitchDriver, uptime_seconds
 from callcenterd.protocols.esl.outbound import EslOutboundServer
 from callcenterd.protocols.esl.supervisor import EslSupervisor, SupervisorState
 from tests.contract.fs_switch import FsSwitch
@@ -289,3 +291,118 @@ async def test_restart_is_detected_by_boot_time_when_core_uuid_is_unreadable():
         assert (await r.driver.snapshot()).restarted is True
     finally:
         await r.stop()
+
+
+# ----------------------------------------------------- position announcements
+def _broadcast_lines(rig, uuid: str) -> list[str]:
+    return [c for c in rig.switch.fake.commands() if c.startswith(f"api uuid_broadcast {uuid} ")]
+
+
+async def _held_caller(rig, spec: HoldSpec):
+    now = [1000.0]
+    rig.driver._monotonic = lambda: now[0]
+    chan = await rig.switch.customer(rig.server.port, "support", 30, "1555", "X")
+    await rig.wait(lambda: rig.of(CallArrived))
+    await rig.driver.hold(WaitingCall(chan.uuid, "support", 1700000000.0, call_id="call-1"), spec)
+    await rig.wait(lambda: chan.socket.released)
+    return chan, now
+
+
+async def test_position_is_announced_once_per_period_over_the_music(rig):
+    chan, now = await _held_caller(rig, HoldSpec(announce_every=30, position=2))
+    u = chan.uuid
+    # a refresh long before the period is up (re-adoption, position change) only stamps
+    now[0] += 5
+    await rig.driver.update_hold(u, HoldSpec(announce_every=30, position=2))
+    assert chan.vars["cc_position"] == "2" and _broadcast_lines(rig, u) == []
+    # the core's announce tick, one period after the hold
+    now[0] += 25
+    await rig.driver.update_hold(u, HoldSpec(announce_every=30, position=2))
+    assert _broadcast_lines(rig, u) == [
+        f"api uuid_broadcast {u} playback::ivr/ivr-you_are_number.wav aleg",
+        f"api uuid_broadcast {u} 'say::en number pronounced 2' aleg",
+        f"api uuid_broadcast {u} playback::ivr/ivr-in_line.wav aleg",
+    ]
+    # what FreeSWITCH gets once mod_commands split the line: one app::arg each, aleg
+    assert [b[1:] for b in rig.switch.broadcasts] == [
+        ("playback::ivr/ivr-you_are_number.wav", "aleg"),
+        ("say::en number pronounced 2", "aleg"),
+        ("playback::ivr/ivr-in_line.wav", "aleg"),
+    ]
+    # the position moves up right after: stamped, not announced again yet
+    now[0] += 1
+    await rig.driver.update_hold(u, HoldSpec(announce_every=30, position=1))
+    assert chan.vars["cc_position"] == "1" and rig.switch.announced(u) == [2]
+    # next tick (measured from the last announcement, with the core's jitter allowed)
+    now[0] += 30 * ANNOUNCE_DUE
+    await rig.driver.update_hold(u, HoldSpec(announce_every=30, position=1))
+    assert rig.switch.announced(u) == [2, 1]
+    # the music is never stopped or restarted around it (endless_playback resumes by itself)
+    assert not any(c.startswith(("api uuid_break", "api uuid_broadcast " + u + " endless_playback"))
+                   for c in rig.switch.fake.commands())
+
+
+async def test_nothing_is_announced_when_announce_every_is_zero(rig):
+    chan, now = await _held_caller(rig, HoldSpec(position=3))
+    for position in (3, 2, 1):
+        now[0] += 600
+        await rig.driver.update_hold(chan.uuid, HoldSpec(announce_every=0, position=position))
+    assert chan.vars["cc_position"] == "1" and chan.vars["cc_announce_every"] == "0"
+    assert _broadcast_lines(rig, chan.uuid) == []
+
+
+async def test_no_announcement_once_bridged_or_before_a_readopted_caller_waited_a_period(rig):
+    chan, now = await _held_caller(rig, HoldSpec(announce_every=10, position=1))
+    rig.driver._held.clear()  # as after our restart: only the snapshot knows the caller
+    rig.driver._told_at.clear()
+    (w,) = (await rig.driver.snapshot()).waiting
+    assert w.leg_id == chan.uuid
+    await rig.driver.update_hold(chan.uuid, HoldSpec(announce_every=10, position=1))  # the re-adoption refresh
+    assert rig.switch.announced(chan.uuid) == []
+    now[0] += 10
+    await rig.driver.update_hold(chan.uuid, HoldSpec(announce_every=10, position=1))
+    assert rig.switch.announced(chan.uuid) == [1]
+    await rig.driver.originate(_request("leg-a", "1001"))
+    await rig.wait(lambda: rig.of(LegAnswered))
+    await rig.driver.bridge(chan.uuid, "leg-a")
+    now[0] += 100
+    await rig.driver.update_hold(chan.uuid, HoldSpec(announce_every=10, position=1))
+    assert rig.switch.announced(chan.uuid) == [1]
+
+
+def test_an_announcement_with_a_newline_is_refused():
+    with pytest.raises(UnsafeValue):
+        FreeswitchDriver("fs", lambda e: None, announce=("playback::x.wav\napi hupall",))
+
+
+# ------------------------------------------------------------- device state
+def _states(rig, device: str) -> list[DeviceStatus]:
+    return [e.status for e in rig.of(DeviceState) if e.device == device]
+
+
+async def test_outside_call_on_an_agent_device_reports_inuse_then_not_inuse(rig):
+    assert FreeswitchDriver.device_key("loopback/1001/agents") == "loopback/1001"
+    rig.switch.outside_call("1001", 0.2)
+    await rig.wait(lambda: _states(rig, "loopback/1001") == [DeviceStatus.RINGING, DeviceStatus.INUSE])
+    await rig.wait(lambda: _states(rig, "loopback/1001")[-1:] == [DeviceStatus.NOT_INUSE])
+    assert _states(rig, "loopback/1001") == [DeviceStatus.RINGING, DeviceStatus.INUSE, DeviceStatus.NOT_INUSE]
+
+
+async def test_user_device_known_by_dialed_user_and_kept_busy_until_its_last_channel(rig):
+    assert FreeswitchDriver.device_key("user/1001@example.com") == "user/1001"
+    rig.switch.outside_call("x1", 0.1, headers={"variable_dialed_user": "1001"})
+    rig.switch.outside_call("x2", 0.4, headers={"Channel-Presence-ID": "1001@example.com"})
+    await rig.wait(lambda: DeviceStatus.INUSE in _states(rig, "user/1001"))
+    await asyncio.sleep(0.2)  # the first channel ended; the second one still holds the device
+    assert _states(rig, "user/1001") == [DeviceStatus.RINGING, DeviceStatus.INUSE]
+    await rig.wait(lambda: _states(rig, "user/1001")[-1:] == [DeviceStatus.NOT_INUSE])
+
+
+async def test_device_busy_at_reconnect_comes_from_the_snapshot_and_clears_after(rig):
+    chan = rig.switch.outside_call("1001", 30)
+    await rig.wait(lambda: _states(rig, "loopback/1001")[-1:] == [DeviceStatus.INUSE])
+    rig.switch.fake.disconnect_all()
+    await rig.wait(lambda: rig.of(PbxDown))
+    chan.gone = True  # hung up while we were away: no event will ever say so
+    await rig.wait(lambda: len(rig.of(PbxUp)) == 2)
+    await rig.wait(lambda: _states(rig, "loopback/1001")[-1:] == [DeviceStatus.NOT_INUSE])

@@ -8,6 +8,8 @@ from callcenterd.pbx.api import (
     AmdResult,
     AmdVerdict,
     Bridged,
+    DeviceState,
+    DeviceStatus,
     Dtmf,
     LegAnswered,
     LegHungUp,
@@ -18,7 +20,10 @@ from callcenterd.pbx.api import (
 from callcenterd.pbx.asterisk.translate import AmiTranslator
 from callcenterd.pbx.freeswitch.translate import (
     CAUSE_CODES,
+    FsDevices,
     FsTranslator,
+    channel_devices,
+    device_key,
     cause_name,
     outcome_of,
     parse_job_result,
@@ -181,3 +186,67 @@ def test_cause_name_for_uuid_kill():
     assert cause_name(19) == "NO_ANSWER"
     assert cause_name(26) == "LOSE_RACE"
     assert cause_name(12345) == "NORMAL_CLEARING"
+
+
+# ------------------------------------------------------------- device state
+@pytest.mark.parametrize("endpoint, key", [
+    ("user/1001", "user/1001"),
+    ("user/1001@example.com", "user/1001"),
+    ("loopback/1001/agents", "loopback/1001"),
+    ("loopback/1001/agents/XML", "loopback/1001"),
+    ("loopback/1001-a", "loopback/1001"),  # the channels mod_loopback makes for it
+    ("loopback/1001-b", "loopback/1001"),
+    ("loopback/sales-a/agents", "loopback/sales-a"),
+    ("loopback/sales-a-b", "loopback/sales-a"),
+    ("sofia/internal/1001@10.0.0.5", "sofia/internal/1001@10.0.0.5"),
+])
+def test_device_key(endpoint, key):
+    assert device_key(endpoint) == key
+
+
+def test_channel_devices_from_dialed_user_presence_and_loopback_name():
+    assert channel_devices({"variable_dialed_user": "1001", "Channel-Name": "sofia/internal/1001@10.0.0.5:5060"}) \
+        == {"user/1001"}
+    assert channel_devices({"Channel-Presence-ID": "1002@example.com"}) == {"user/1002"}
+    assert channel_devices({"Channel-Name": "loopback/4000-b"}) == {"loopback/4000"}
+    # a PSTN call on a gateway: no device of ours
+    assert channel_devices({"Channel-Name": "sofia/gateway/carrier/15551234", "Channel-Presence-ID": ""}) == set()
+
+
+def test_captured_callcenter_call_rings_then_uses_then_frees_the_agent_device():
+    """mod_callcenter's agent contact loopback/4000 bridged to the "phone"
+    loopback/4001, in the capture: every device goes ringing -> in use -> idle,
+    and an idle device is forgotten."""
+    d = FsDevices()
+    out = [e for ev in _capture("callcenter-json-all") for e in d.feed(ev)]
+    for device in ("loopback/3000", "loopback/4000", "loopback/4001"):
+        assert [e.status for e in out if e.device == device] == [
+            DeviceStatus.RINGING, DeviceStatus.INUSE, DeviceStatus.NOT_INUSE], device
+    assert d.channels == {} and d.on_device == {} and d.status == {}
+
+
+def test_device_stays_in_use_while_any_channel_is_answered():
+    class Ev:
+        def __init__(self, name, uuid, **h):
+            self.name, self.uuid, self.subclass, self.h = name, uuid, "", h
+
+        def get(self, k, default=None):
+            return self.h.get(k, default)
+
+    d = FsDevices()
+    user = {"variable_dialed_user": "1001"}
+    assert d.feed(Ev("CHANNEL_CREATE", "a", **user)) == [DeviceState("user/1001", DeviceStatus.RINGING)]
+    assert d.feed(Ev("CHANNEL_ANSWER", "a", **user)) == [DeviceState("user/1001", DeviceStatus.INUSE)]
+    assert d.feed(Ev("CHANNEL_CREATE", "b", **user)) == []  # call waiting: still in use
+    assert d.feed(Ev("CHANNEL_HANGUP_COMPLETE", "a", **user)) == [DeviceState("user/1001", DeviceStatus.RINGING)]
+    assert d.feed(Ev("CHANNEL_HANGUP_COMPLETE", "b", **user)) == [DeviceState("user/1001", DeviceStatus.NOT_INUSE)]
+    assert d.feed(Ev("CHANNEL_HANGUP_COMPLETE", "b", **user)) == []  # a duplicate changes nothing
+    assert d.feed(Ev("CHANNEL_CREATE", "c", **{"Channel-Name": "sofia/gateway/x/1"})) == []
+
+
+def test_resync_clears_devices_whose_hangup_was_missed_and_adopts_busy_ones():
+    d = FsDevices()
+    d.resync([{"uuid": "a", "name": "loopback/1001-a", "callstate": "ACTIVE"}])
+    assert d.status == {"loopback/1001": DeviceStatus.INUSE}
+    out = d.resync([{"uuid": "b", "name": "x", "presence_id": "2002@dom", "callstate": "RINGING"}])
+    assert out == [DeviceState("loopback/1001", DeviceStatus.NOT_INUSE), DeviceState("user/2002", DeviceStatus.RINGING)]
