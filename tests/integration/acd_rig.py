@@ -54,6 +54,7 @@ class AcdRig:
         }
 
     async def start(self) -> "AcdRig":
+        await clean_pbx(self.asterisk)
         config = config_from_mapping(self.config_mapping())
         self.runtime = await build(config, with_api=False)
         self.runtime.center.add_listener(self._on_fact)
@@ -140,11 +141,7 @@ class AcdRig:
         return self.runtime.center.acd.agent_state(agent)["state"]
 
     def channel_count(self) -> int:
-        out = self.asterisk.cli("core show channels count")
-        for line in out.splitlines():
-            if "active channel" in line:
-                return int(line.split()[0])
-        return -1
+        return channel_count(self.asterisk)
 
     def channels(self) -> str:
         return self.asterisk.cli("core show channels concise")
@@ -170,6 +167,21 @@ class AcdRig:
             return []
         with path.open(newline="") as fh:
             return list(csv.reader(fh))
+
+
+def channel_count(asterisk: Any) -> int:
+    for line in asterisk.cli("core show channels count").splitlines():
+        if "active channel" in line:
+            return int(line.split()[0])
+    return -1
+
+
+async def clean_pbx(asterisk: Any) -> None:
+    """Start every scenario from an idle PBX: a channel left over from an
+    earlier test would show up as a busy agent device."""
+    if channel_count(asterisk) != 0:
+        asterisk.cli("channel request hangup all")
+        await wait_for(lambda: channel_count(asterisk) == 0, "sandbox idle before the test", timeout=15)
 
 
 async def wait_for(pred: Callable[[], bool], what: str, *, timeout: float = FACT_TIMEOUT,

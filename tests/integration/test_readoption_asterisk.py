@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from acd_rig import AcdRig, wait_for
+from acd_rig import AcdRig, clean_pbx, wait_for
 from callcenterd.core import facts as f
 from callcenterd.sandbox.asterisk import free_tcp_port
 
@@ -89,6 +89,7 @@ def _config(asterisk, tmp_path: Path, api_port: int) -> Path:
 
 
 async def test_sigkill_while_three_callers_wait_then_restart_keeps_order_and_times(asterisk, tmp_path):
+    await clean_pbx(asterisk)
     port = free_tcp_port()
     daemon = Daemon(_config(asterisk, tmp_path, port), port, tmp_path / "daemon.log")
     daemon.start()
@@ -173,6 +174,7 @@ async def test_ami_link_drop_while_callers_wait_readopts_in_order(asterisk, tmp_
 
 
 async def test_sigkill_during_a_conversation_keeps_the_agent_busy_and_writes_the_journey_once(asterisk, tmp_path):
+    await clean_pbx(asterisk)
     port = free_tcp_port()
     daemon = Daemon(_config(asterisk, tmp_path, port), port, tmp_path / "daemon.log")
     daemon.start()
