@@ -47,10 +47,8 @@ def queue_specs(config: Config) -> list[QueueSpec]:
             wrapup_time=float(q.wrapup_time),
             max_wait=float(q.max_wait),
             max_callers=q.max_callers,
-            # the ACD has two levels: join/stay always, or refuse/leave when no
-            # agent is ready ("no" and "strict" both map to the latter)
-            join_empty=q.join_empty == "yes",
-            leave_empty=q.leave_when_empty != "no",
+            join_empty=q.join_empty,
+            leave_empty=q.leave_when_empty,
             overflow_queue=(q.overflow.queue or "") if q.overflow else "",
             overflow_destination=(q.overflow.destination or "") if q.overflow else "",
             weight=q.weight,
@@ -79,6 +77,7 @@ def agent_specs(config: Config) -> list[AgentSpec]:
             wrapup_time=float(a.wrapup_time) if a.wrapup_time is not None else None,
             max_concurrent=a.max_concurrent,
             max_missed=a.max_missed,
+            busy_backoff=float(a.busy_backoff),
         )
         for agent_id, a in config.agents.items()
     ]

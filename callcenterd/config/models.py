@@ -126,10 +126,13 @@ Strategy = Literal[
     "ring-progressively",
     "skills",
 ]
-# app_queue joinempty / leavewhenempty, reduced to three policies:
-#   yes    - always join / never leave because of agent state
-#   no     - refuse (leave) when no agent is logged in to the queue
-#   strict - also refuse (leave) when every logged-in agent is paused or unavailable
+# app_queue joinempty / leavewhenempty, reduced to three levels each.  The two
+# keys have app_queue's opposite polarities ("yes" = join / leave):
+#   join_empty:       yes = always join; no = refuse when no agent of the queue
+#                     is logged in (paused agents count); strict = refuse also
+#                     when every logged-in agent is paused
+#   leave_when_empty: no = never leave; yes = leave when no agent is logged in;
+#                     strict = leave also when every logged-in agent is paused
 EmptyPolicy = Literal["yes", "no", "strict"]
 
 

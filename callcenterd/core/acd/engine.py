@@ -168,7 +168,11 @@ class Acd:
         self._lines: dict[tuple[str, str], WaitingLine] = {}
         self._staff: dict[tuple[str, str], StaffStats] = {}
         # per agent: (queue, staff stats, ready index, leave_empty) of each queue it serves
-        self._slots: dict[str, list[tuple[str, StaffStats, ReadyIndex, bool]]] = {}
+        self._slots: dict[str, list[tuple[str, StaffStats, ReadyIndex, str]]] = {}
+        self._queue_agents: dict[str, list[AgentRuntime]] = {name: [] for name in self._queues}
+        for a in self._agents.values():
+            for qn in a.spec.queues:
+                self._queue_agents[qn].append(a)
         self._queue_count: dict[str, int] = {name: 0 for name in self._queues}
         self._aht: dict[str, float] = {q.name: q.aht_initial for q in self._queues.values()}
         self._rr_last: dict[tuple[str, str], int] = {}
@@ -642,7 +646,8 @@ class Acd:
         call.visited.append(q.name)
         if not readopted:
             reason = ""
-            if not q.join_empty and self._stats(call.node, q.name).staffed == 0:
+            if q.join_empty != "yes" and self._stats(call.node, q.name).staffed == 0 and (
+                    q.join_empty == "strict" or not self._anyone_logged_in(call.node, q.name)):
                 reason = "joinempty"
             elif q.max_callers and self._queue_count[q.name] >= q.max_callers:
                 reason = "full"
@@ -852,6 +857,11 @@ class Acd:
         self._cancel("backoff", agent.id)
         out.append(AgentLoggedOut(self._clock(), agent.id, agent.spec.queues))
         self._touch(agent, out)
+        # a paused agent leaving changes no staff count, yet it may have been
+        # the last one present for a leave_empty "yes" queue
+        for qn in agent.spec.queues:
+            if self._queues[qn].leave_empty == "yes" and self._stats(agent.spec.node, qn).staffed == 0:
+                self._pending_empty.add((agent.spec.node, qn))
 
     def _withdraw_agent_rings(self, agent: AgentRuntime, reason: str, out: list[Output]) -> None:
         for leg in [lg for lg in agent.legs.values() if lg.answered_at is None]:
@@ -886,8 +896,9 @@ class Acd:
         q = self._queues[leg.queue]
         reason = outcome.value if outcome is not Outcome.ANSWERED else Outcome.FAILED.value
         out.append(AgentRingNoAnswer(now, leg.call_id, leg.queue, agent.id, int((now - leg.started_at) * 1000), reason))
-        if outcome in _BACKOFF_OUTCOMES and q.busy_backoff > 0:
-            agent.backoff_until = max(agent.backoff_until, now + q.busy_backoff)
+        backoff = q.busy_backoff if agent.spec.busy_backoff is None else agent.spec.busy_backoff
+        if outcome in _BACKOFF_OUTCOMES and backoff > 0:
+            agent.backoff_until = max(agent.backoff_until, now + backoff)
             self._schedule("backoff", agent.id, agent.backoff_until)
         if q.retry_delay > 0:
             call.excluded[agent.id] = now + q.retry_delay
@@ -945,7 +956,7 @@ class Acd:
                     idx.add(a.id, a.spec.skills, a.idle_since, a.order)
                 elif was_ready:
                     idx.discard(a.id)
-                if was_staffed and not staffed and st.staffed == 0 and leave_empty:
+                if was_staffed and not staffed and st.staffed == 0 and leave_empty != "no":
                     self._pending_empty.add((a.spec.node, qn))
             a.indexed_staffed, a.indexed_ready = staffed, ready
         a.key_dirty = False
@@ -955,6 +966,13 @@ class Acd:
         if shown != a.reported:
             a.reported = shown
             out.append(AgentStateChanged(now, a.id, shown[0], shown[1]))
+
+    def _anyone_logged_in(self, node: str, queue: str) -> bool:
+        """Any agent of ``queue`` on ``node`` logged in, paused or not.  Only
+        asked when nobody is staffed (the join/leave-empty rules), so the
+        scan stays off the routing path."""
+        return any(a.logged_in and not a.logout_pending and a.spec.node == node
+                   for a in self._queue_agents[queue])
 
     def _refresh_node(self, node: str, out: list[Output]) -> None:
         for a in self._agents.values():
@@ -985,6 +1003,8 @@ class Acd:
                     line = self._lines.get((node, qn))
                     if line is None or self._stats(node, qn).staffed:
                         continue
+                    if self._queues[qn].leave_empty == "yes" and self._anyone_logged_in(node, qn):
+                        continue  # only paused agents left: "yes" waits for them
                     for key in list(line.waiting):
                         call = self._calls.get(key[-1])
                         if call is not None and call.in_line and call.queue == qn:

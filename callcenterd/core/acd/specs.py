@@ -18,6 +18,9 @@ class ConfigError(ValueError):
     """A queue or agent spec is inconsistent."""
 
 
+EMPTY_POLICIES = ("yes", "no", "strict")
+
+
 class Strategy(str, enum.Enum):
     """How a queue picks among free agents (app_queue / mod_callcenter names)."""
 
@@ -61,8 +64,16 @@ class QueueSpec:
     wrapup_time: float = 0.0
     max_wait: float = 0.0  # 0 = wait forever
     max_callers: int = 0  # 0 = no limit (app_queue maxlen)
-    join_empty: bool = True  # False = refuse callers when nobody is logged in and unpaused
-    leave_empty: bool = False  # True = waiting callers leave when the last agent goes
+    # app_queue joinempty / leavewhenempty, as three levels:
+    #   join_empty  "yes" always join; "no" refuse when no agent of the queue is
+    #               logged in (paused ones count); "strict" refuse also when every
+    #               logged-in agent is paused
+    #   leave_empty "no" never leave; "yes" leave when no agent is logged in;
+    #               "strict" leave also when every logged-in agent is paused
+    # (True/False are accepted: join True = "yes", False = "strict";
+    #  leave True = "strict", False = "no")
+    join_empty: str = "yes"
+    leave_empty: str = "no"
     overflow_queue: str = ""  # on timeout / full / empty: move the caller here ...
     overflow_destination: str = ""  # ... or redirect to this dialplan destination
     weight: int = 0  # app_queue weight: callers of heavier queues win shared agents
@@ -90,6 +101,12 @@ class QueueSpec:
         for attr in ("retry_delay", "busy_backoff", "wrapup_time", "max_wait", "announce_every"):
             if getattr(self, attr) < 0:
                 raise ConfigError(f"queue {self.name!r}: {attr} must be >= 0")
+        for attr, if_true, if_false in (("join_empty", "yes", "strict"), ("leave_empty", "strict", "no")):
+            value = getattr(self, attr)
+            if isinstance(value, bool):
+                object.__setattr__(self, attr, if_true if value else if_false)
+            elif value not in EMPTY_POLICIES:
+                raise ConfigError(f"queue {self.name!r}: {attr} must be one of {', '.join(EMPTY_POLICIES)}")
         if self.max_callers < 0:
             raise ConfigError(f"queue {self.name!r}: max_callers must be >= 0")
         if self.progressive_initial < 1 or self.progressive_add < 0:
@@ -126,6 +143,7 @@ class AgentSpec:
     wrapup_time: float | None = None
     max_concurrent: int = 1
     max_missed: int = 3
+    busy_backoff: float | None = None  # beats the queue's busy_backoff when set
 
     def __post_init__(self) -> None:
         check_safe(self.id, "agent id")
@@ -148,5 +166,7 @@ class AgentSpec:
             raise ConfigError(f"agent {self.id!r}: wrapup_time must be >= 0")
         if self.max_concurrent < 1:
             raise ConfigError(f"agent {self.id!r}: max_concurrent must be >= 1")
+        if self.busy_backoff is not None and self.busy_backoff < 0:
+            raise ConfigError(f"agent {self.id!r}: busy_backoff must be >= 0")
         if self.max_missed < 0:
             raise ConfigError(f"agent {self.id!r}: max_missed must be >= 0")

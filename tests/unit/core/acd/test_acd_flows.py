@@ -326,3 +326,54 @@ def test_bad_caller_skill_level_is_refused():
     r = Rig([Q()], [A("a1")])
     with pytest.raises(ValueError, match="1..10"):
         r.acd.call_waiting("c1", "l1", "pbx1", "sales", skills={"fr": 11})
+
+
+def test_join_empty_no_admits_while_a_paused_agent_is_logged_in():
+    r = Rig([Q(join_empty="no")], [A("a1"), A("a2")])
+    r.run(r.acd.agent_pause("a1", "lunch"))
+    r.run(r.acd.agent_logout("a2"))
+    out = r.call("sales", call_id="c1")  # a1 is paused but present: "no" lets the caller in
+    assert of(out, f.CallerRejected) == [] and [e.call_id for e in of(out, f.CallerEnqueued)] == ["c1"]
+    r.run(r.acd.agent_logout("a1"))
+    out = r.call("sales", call_id="c2")  # nobody logged in at all: refused
+    assert [x.reason for x in of(out, f.CallerRejected)] == ["joinempty"]
+
+
+def test_join_empty_strict_refuses_when_every_agent_is_paused():
+    r = Rig([Q(join_empty="strict")], [A("a1")])
+    r.run(r.acd.agent_pause("a1", "lunch"))
+    assert [x.reason for x in of(r.call("sales", call_id="c1"), f.CallerRejected)] == ["joinempty"]
+
+
+def test_leave_empty_yes_waits_for_paused_agents_and_leaves_when_they_log_out():
+    r = Rig([Q(leave_empty="yes", overflow_destination="closed,s,1")], [A("a1"), A("a2")])
+    r.run(r.acd.agent_pause("a1", "lunch"))
+    r.call("sales", call_id="c1")
+    r.hangup(leg_for(r.out, "a2"), Outcome.BUSY)  # keep the caller waiting
+    out = r.run(r.acd.agent_logout("a2"))
+    assert of(out, f.CallerExitEmpty) == []  # a1 is paused, still logged in: stay
+    out = r.run(r.acd.agent_logout("a1"))  # the last logged-in agent goes
+    assert [x.call_id for x in of(out, f.CallerExitEmpty)] == ["c1"]
+
+
+def test_leave_empty_strict_leaves_when_the_last_unpaused_agent_pauses():
+    r = Rig([Q(leave_empty="strict", overflow_destination="closed,s,1")], [A("a1")])
+    r.call("sales", call_id="c1")
+    r.hangup(leg_for(r.out, "a1"), Outcome.BUSY)
+    out = r.run(r.acd.agent_pause("a1", "meeting"))
+    assert [x.call_id for x in of(out, f.CallerExitEmpty)] == ["c1"]
+
+
+def test_empty_policies_are_validated():
+    from callcenterd.core.acd.specs import ConfigError
+
+    with pytest.raises(ConfigError, match="join_empty"):
+        Q(join_empty="sometimes")
+
+
+def test_agent_busy_backoff_beats_the_queue_s():
+    r = Rig([Q(busy_backoff=20, retry_delay=0)], [A("a1", busy_backoff=3)])
+    r.call("sales", call_id="c1")
+    r.hangup(leg_for(r.out, "a1"), Outcome.BUSY)
+    assert offered(r.advance(2)) == []
+    assert offered(r.advance(1)) == [("c1", "a1")]
