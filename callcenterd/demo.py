@@ -144,6 +144,10 @@ def print_status(acd: Any, calls: int, elapsed: float, names: dict[str, str], ou
     for a in acd.agents_view():
         lines.append(f"{a.get('agent', ''):<8}{names.get(a.get('agent', ''), ''):<8}{a.get('state', ''):<12}"
                      f"{a.get('reason', '') or '':<12}{a.get('calls', 0):>6}")
+    lines.append(f"{'queue':<10}{'waiting':>8}{'staffed':>8}{'free':>6}{'longest':>9}{'AHT':>7}")
+    for q in acd.queues_view():
+        lines.append(f"{q['queue']:<10}{q['waiting']:>8}{q['staffed']:>8}{q['available']:>6}"
+                     f"{q['longest_wait']:>8.0f}s{q['aht']:>6.0f}s")
     waiting = acd.waiting_view()
     lines.append(f"waiting: {len(waiting)}")
     for w in waiting:
