@@ -219,12 +219,17 @@ class CallCenter:
                 log.exception("core.listener_failed")
         if self._cdr is not None:
             self._cdr.submit_fact(fact)
-        closed = self._journeys.apply(fact) if self._journeys is not None else []
-        for journey in closed:
-            if self._cdr is not None:
-                self._cdr.submit_journey(journey)
-        if self._store is not None:
-            self._persist(fact)
+        # Recording must never take call handling down with it: a bug here is
+        # logged with the fact, and the calls go on.
+        try:
+            closed = self._journeys.apply(fact) if self._journeys is not None else []
+            for journey in closed:
+                if self._cdr is not None:
+                    self._cdr.submit_journey(journey)
+            if self._store is not None:
+                self._persist(fact)
+        except Exception:
+            log.exception("core.record_failed", fact=type(fact).__name__, call_id=getattr(fact, "call_id", ""))
 
     def _persist(self, fact: Any) -> None:
         store = self._store

@@ -73,13 +73,14 @@ async def center():
         asyncio.get_running_loop().time, rng=random.Random(1), new_id=lambda: f"leg-{next(ids)}",
     )
     driver = FakeDriver()
+    from callcenterd.core.journeys.builder import JourneyBuilder
+
     c = CallCenter(acd, {"ast1": driver}, clock=asyncio.get_running_loop().time,
                    new_id=lambda: f"call-{next(ids)}", queue_priority={"support": 0, "sales": 5},
-                   default_queue="support")
+                   default_queue="support", journeys=JourneyBuilder())
     seen: list = []
     c.add_listener(seen.append)
     task = asyncio.create_task(c.run())
-    c.dispatch(PbxUp("ast1", PbxSnapshot()))
     yield c, driver, seen
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -152,3 +153,23 @@ async def test_commands_on_one_leg_run_in_order_even_when_one_is_slow(center):
               if (call[0] == "originate" and call[1].leg_id == agent_leg) or (call[0] == "hangup" and call[1] == agent_leg)]
     assert on_leg == ["originate", "hangup"]
     assert any(isinstance(x, f.CallEnded) and x.outcome == "abandoned" for x in seen)
+
+
+async def test_journeys_open_at_a_restart_are_closed_once_unless_the_call_is_re_adopted(center):
+    from callcenterd.core.journeys.record import Journey
+    from callcenterd.pbx.api import WaitingCall
+
+    c, driver, seen = center
+    c.restore_journeys([
+        Journey(call_id="gone", node="ast1", started_at=1.0, enqueued_at=1.0, queue="support"),
+        Journey(call_id="still-waiting", node="ast1", started_at=2.0, enqueued_at=2.0, queue="support"),
+    ])
+    snapshot = PbxSnapshot(legs=frozenset({"leg-w"}), waiting=(
+        WaitingCall(leg_id="leg-w", queue="support", enqueued_at=2.0, call_id="still-waiting"),))
+    c.emit(PbxUp("ast1", snapshot))
+    await asyncio.sleep(0.05)
+    ended = [(x.call_id, x.outcome) for x in seen if isinstance(x, f.CallEnded)]
+    assert ended == [("gone", "interrupted")]
+    c.emit(PbxUp("ast1", snapshot))  # a later reconnect closes nothing twice
+    await asyncio.sleep(0.05)
+    assert [(x.call_id, x.outcome) for x in seen if isinstance(x, f.CallEnded)] == [("gone", "interrupted")]
