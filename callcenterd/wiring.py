@@ -8,6 +8,7 @@ state at module level.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import signal
 import time
@@ -161,7 +162,8 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
 
     # --- core
     acd = Acd(queue_specs(config), agent_specs(config), clock,
-              rng=random.Random(), new_id=lambda: uuid.uuid4().hex[:16])
+              rng=random.Random(), new_id=lambda: uuid.uuid4().hex[:16],
+              log=structlog.get_logger("callcenterd.acd"))  # debug: why each agent was chosen
     saved_agents: dict[str, Any] = {}
     if store is not None:
         saved_agents = {
@@ -291,6 +293,9 @@ async def serve(config: Config) -> int:
     from callcenterd import systemd
 
     runtime = await build(config)
+    # Config, specs and indexes live as long as the process: keep the cyclic
+    # GC from walking them on every collection (a routing latency spike).
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
