@@ -13,7 +13,7 @@ import io
 import re
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from callcenterd.cdr.rotating import DEFAULT_DEDUPE_SCAN_BYTES, DedupedJourneyFile, RotatingFile
 from callcenterd.core.journeys.record import Journey
@@ -107,23 +107,11 @@ CSV_HEADER = _encode_row(CSV_COLUMNS)
 class CsvJourneyWriter(DedupedJourneyFile):
     """journeys-YYYY-MM-DD.csv (daily) or journeys.csv (size)."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        rotate: str = "daily",
-        max_bytes: int = 64 * 2**20,
-        file_mode: int = 0o640,
-        durable: bool = True,
-        tz: tzinfo | None = None,
-        scan_bytes: int = DEFAULT_DEDUPE_SCAN_BYTES,
-    ) -> None:
-        rfile = RotatingFile(
-            directory, "journeys", ".csv", rotate=rotate, max_bytes=max_bytes,
-            header=CSV_HEADER, file_mode=file_mode, durable=durable, tz=tz,
-        )
+    def __init__(self, directory: Path, *, scan_bytes: int = DEFAULT_DEDUPE_SCAN_BYTES, **file_options: Any) -> None:
+        """``file_options``: rotate, max_bytes, file_mode, durable, tz (see RotatingFile)."""
+        rfile = RotatingFile(directory, "journeys", ".csv", header=CSV_HEADER, **file_options)
         super().__init__(rfile, scan_bytes=scan_bytes)
-        self.tz = tz
+        self.tz = rfile.tz
 
     def encode(self, journey: Journey) -> bytes:
         return _encode_row(journey_row(journey, self.tz))

@@ -8,7 +8,6 @@ docs/cdr.md.  The ``report`` command reads these files back.
 from __future__ import annotations
 
 import json
-from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -50,22 +49,9 @@ def agent_event_dict(fact: AgentStateChanged) -> dict[str, Any]:
 class JsonlJourneyWriter(DedupedJourneyFile):
     """journeys-YYYY-MM-DD.jsonl (daily) or journeys.jsonl (size)."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        rotate: str = "daily",
-        max_bytes: int = 64 * 2**20,
-        file_mode: int = 0o640,
-        durable: bool = True,
-        tz: tzinfo | None = None,
-        scan_bytes: int = DEFAULT_DEDUPE_SCAN_BYTES,
-    ) -> None:
-        rfile = RotatingFile(
-            directory, JOURNEYS_STEM, ".jsonl", rotate=rotate, max_bytes=max_bytes,
-            file_mode=file_mode, durable=durable, tz=tz,
-        )
-        super().__init__(rfile, scan_bytes=scan_bytes)
+    def __init__(self, directory: Path, *, scan_bytes: int = DEFAULT_DEDUPE_SCAN_BYTES, **file_options: Any) -> None:
+        """``file_options``: rotate, max_bytes, file_mode, durable, tz (see RotatingFile)."""
+        super().__init__(RotatingFile(directory, JOURNEYS_STEM, ".jsonl", **file_options), scan_bytes=scan_bytes)
 
     def encode(self, journey: Journey) -> bytes:
         return dumps(journey.to_dict())
@@ -77,20 +63,8 @@ class JsonlJourneyWriter(DedupedJourneyFile):
 class JsonlAgentEventWriter:
     """agent-events-YYYY-MM-DD.jsonl: every AgentStateChanged, for occupancy."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        rotate: str = "daily",
-        max_bytes: int = 64 * 2**20,
-        file_mode: int = 0o640,
-        durable: bool = True,
-        tz: tzinfo | None = None,
-    ) -> None:
-        self.file = RotatingFile(
-            directory, AGENT_EVENTS_STEM, ".jsonl", rotate=rotate, max_bytes=max_bytes,
-            file_mode=file_mode, durable=durable, tz=tz,
-        )
+    def __init__(self, directory: Path, **file_options: Any) -> None:
+        self.file = RotatingFile(directory, AGENT_EVENTS_STEM, ".jsonl", **file_options)
 
     def write(self, fact: AgentStateChanged) -> bool:
         self.file.write(dumps(agent_event_dict(fact)), fact.at)

@@ -30,8 +30,8 @@ A re-adopted caller (CallerEnqueued.readopted) gets no second ENTERQUEUE.
 
 from __future__ import annotations
 
-from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 from callcenterd.cdr.rotating import RotatingFile
 from callcenterd.core import facts as f
@@ -90,20 +90,8 @@ def format_fact(fact: f.Fact) -> list[str]:
 class QueueLogWriter:
     """queue_log-YYYY-MM-DD (daily) or queue_log (size)."""
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        rotate: str = "daily",
-        max_bytes: int = 64 * 2**20,
-        file_mode: int = 0o640,
-        durable: bool = True,
-        tz: tzinfo | None = None,
-    ) -> None:
-        self.file = RotatingFile(
-            directory, "queue_log", "", rotate=rotate, max_bytes=max_bytes,
-            file_mode=file_mode, durable=durable, tz=tz,
-        )
+    def __init__(self, directory: Path, **file_options: Any) -> None:
+        self.file = RotatingFile(directory, "queue_log", "", **file_options)
 
     def write(self, fact: f.Fact) -> bool:
         lines = format_fact(fact)
