@@ -183,6 +183,17 @@ class CallCenter:
         ))
         return outputs
 
+    def restore_agents(self, saved: Mapping[str, Any]) -> None:
+        """Re-apply logins and pauses saved before a restart.
+
+        Only their state changes are recorded (live status, occupancy): the
+        agents never left as far as queue_log is concerned, so no second
+        ADDMEMBER / PAUSE line is written."""
+        outputs = self.acd.import_state(saved)
+        self._process([o for o in outputs if not isinstance(
+            o, (facts.AgentLoggedIn, facts.AgentLoggedOut, facts.AgentPaused, facts.AgentUnpaused))])
+        self._wake.set()
+
     def restore_journeys(self, journeys: list[Any]) -> None:
         """Journeys that were open when callcenterd stopped (from the store)."""
         for journey in journeys:

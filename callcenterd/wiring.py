@@ -106,7 +106,7 @@ class Runtime:
             self.cdr.start()
         if self.saved_agents:
             # logins and pauses survive a restart of callcenterd
-            self.center.control("import_state", self.saved_agents)
+            self.center.restore_agents(self.saved_agents)
             log.info("agents.restored", agents=sorted(a for a, s in self.saved_agents.items() if s["logged_in"]))
         for server in self.call_servers:
             await server.start()

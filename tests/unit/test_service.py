@@ -173,3 +173,11 @@ async def test_journeys_open_at_a_restart_are_closed_once_unless_the_call_is_re_
     c.emit(PbxUp("ast1", snapshot))  # a later reconnect closes nothing twice
     await asyncio.sleep(0.05)
     assert [(x.call_id, x.outcome) for x in seen if isinstance(x, f.CallEnded)] == [("gone", "interrupted")]
+
+
+async def test_restored_agents_are_back_without_new_queue_log_membership_lines(center):
+    c, driver, seen = center
+    c.restore_agents({"1001": {"logged_in": True, "paused": True, "reason": "lunch"}})
+    assert c.acd.agent_state("1001")["state"] == "paused"
+    assert not [x for x in seen if isinstance(x, (f.AgentLoggedIn, f.AgentPaused))]
+    assert [x.state for x in seen if isinstance(x, f.AgentStateChanged) and x.agent == "1001"][-1] == "paused"
