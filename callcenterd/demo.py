@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
@@ -37,32 +38,9 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from callcenterd.sandbox.asterisk import SandboxAsterisk, sandbox_unavailable_reason
-
-    reason = sandbox_unavailable_reason()
-    if reason:
-        print(f"callcenterd demo: cannot run the sandbox Asterisk: {reason}", file=sys.stderr)
-        return 2
-    ami_secret = secrets.token_hex(12)
-    os.environ["CALLCENTERD_AMI_SECRET"] = ami_secret
-    os.environ.setdefault("CALLCENTERD_API_TOKEN", secrets.token_hex(12))
-    print("provisioning the sandbox Asterisk (first run: about a minute)...", flush=True)
-    sandbox = SandboxAsterisk(ami_secret=ami_secret)
-    sandbox.provision()
-    sandbox.start()
-    try:
-        return asyncio.run(_run(args, sandbox, ami_secret))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        sandbox.stop()
-
-
-async def _run(args: argparse.Namespace, sandbox: Any, ami_secret: str) -> int:
     from callcenterd.config import ConfigError, load_config
-    from callcenterd.logs import configure_logging
-    from callcenterd.protocols.ami.session import AmiSession
-    from callcenterd.wiring import build
+    from callcenterd.config.models import AsteriskNode
+    from callcenterd.sandbox.asterisk import SandboxAsterisk, free_tcp_port, sandbox_unavailable_reason
 
     try:
         config = load_config(args.config)
@@ -70,12 +48,44 @@ async def _run(args: argparse.Namespace, sandbox: Any, ami_secret: str) -> int:
         for line in exc.messages:
             print(line, file=sys.stderr)
         return 2
+    nodes = [name for name, node in config.pbx.items() if isinstance(node, AsteriskNode)]
+    if len(config.pbx) != 1 or not nodes:
+        print(f"callcenterd demo: {args.config} must define exactly one asterisk pbx node", file=sys.stderr)
+        return 2
+    reason = sandbox_unavailable_reason()
+    if reason:
+        print(f"callcenterd demo: cannot run the sandbox Asterisk: {reason}", file=sys.stderr)
+        return 2
+    # free ports, so the demo runs beside a real Asterisk or a test run
+    node = config.pbx[nodes[0]]
+    ami = node.ami.model_copy(update={"port": free_tcp_port(), "secret": SecretStr(secrets.token_hex(12)),
+                                      "secret_env": None, "secret_file": None})
+    fastagi = node.fastagi.model_copy(update={"port": free_tcp_port()})
     workdir = Path(args.workdir)
-    cdr_dir = workdir / "cdr"
     config = config.model_copy(update={
-        "cdr": config.cdr.model_copy(update={"directory": str(cdr_dir)}),
+        "pbx": {nodes[0]: node.model_copy(update={"ami": ami, "fastagi": fastagi})},
+        "cdr": config.cdr.model_copy(update={"directory": str(workdir / "cdr")}),
         "store": config.store.model_copy(update={"path": str(workdir / "state.db")}),
     })
+    print("provisioning the sandbox Asterisk (first run: about a minute)...", flush=True)
+    sandbox = SandboxAsterisk(ami_port=ami.port, ami_user=ami.username, agi_port=fastagi.port,
+                              ami_secret=ami.secret.get_secret_value())
+    sandbox.provision()
+    sandbox.start()
+    try:
+        return asyncio.run(_run(args, config, sandbox))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sandbox.stop()
+
+
+async def _run(args: argparse.Namespace, config: Any, sandbox: Any) -> int:
+    from callcenterd.logs import configure_logging
+    from callcenterd.protocols.ami.session import AmiSession
+    from callcenterd.wiring import build
+
+    cdr_dir = Path(config.cdr.directory)
     configure_logging(config.logging.level, config.logging.format)
     rng = random.Random(args.seed)
     runtime = await build(config, with_api=False)
@@ -84,7 +94,8 @@ async def _run(args: argparse.Namespace, sandbox: Any, ami_secret: str) -> int:
     center = runtime.center
     for agent in config.agents:
         center.control("agent_login", agent)
-    traffic = await AmiSession.connect(sandbox.ami_host, sandbox.ami_port, sandbox.ami_user, ami_secret, events="off")
+    traffic = await AmiSession.connect(sandbox.ami_host, sandbox.ami_port, sandbox.ami_user, sandbox.ami_secret,
+                                       events="off")
     queues = list(config.queues)
     names = {agent_id: a.name or agent_id for agent_id, a in config.agents.items()}
     calls = 0
