@@ -153,7 +153,7 @@ def test_test_contexts_and_globals(asterisk: SandboxAsterisk) -> None:
     globals_ = asterisk.cli("dialplan show globals")
     assert f"CC_AGI=127.0.0.1:{asterisk.agi_port}" in globals_
     assert f"CC_AGI_PORT={asterisk.agi_port}" in globals_
-    assert f"agi://127.0.0.1:${{CC_AGI_PORT}}/ivr" in asterisk.cli("dialplan show 500@ivr")
+    assert "agi://127.0.0.1:${CC_AGI_PORT}/ivr" in asterisk.cli("dialplan show 500@ivr")
 
 
 def test_product_dialplan_is_included(asterisk: SandboxAsterisk) -> None:

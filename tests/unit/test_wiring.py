@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 
 from callcenterd.config import config_from_mapping, load_config
 from callcenterd.core.acd.specs import Strategy

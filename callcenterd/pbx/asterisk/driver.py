@@ -19,9 +19,8 @@ How a call moves (dialplan in ``dialplan/asterisk/extensions_callcenterd.conf``)
 from __future__ import annotations
 
 import asyncio
-import itertools
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import structlog
 
@@ -109,7 +108,6 @@ class AsteriskDriver:
         self._arriving: dict[str, asyncio.Event] = {}  # handed to the dialplan, not yet in hold
         self._startup: str | None = None
         self._shutting_down = False
-        self._ids = itertools.count(1)
         self._up = False
         #: device names (as Asterisk reports them) of the agents on this node
         self.devices: set[str] = set()

@@ -54,7 +54,7 @@ class FakeAmi:
 
 class FakeAgi:
     def __init__(self, uniqueid: str) -> None:
-        self.env = {"agi_uniqueid": uniqueid, "agi_channel": f"Local/support@customers-1;2",
+        self.env = {"agi_uniqueid": uniqueid, "agi_channel": "Local/support@customers-1;2",
                     "agi_callerid": "5550001", "agi_calleridname": "unknown", "agi_dnid": "unknown",
                     "agi_extension": "support", "agi_network_script": "inbound"}
         self.args = ["support", "7"]

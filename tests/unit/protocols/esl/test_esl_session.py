@@ -9,7 +9,7 @@ from callcenterd.pbx.api import CommandFailed, UnsafeValue
 from callcenterd.protocols.errors import ConnectionLost, LoginFailed, ProtocolError, Timeout
 from callcenterd.protocols.esl.session import EslSession, RudeRejection
 from callcenterd.protocols.esl.supervisor import EslSupervisor, SupervisorState
-from tests.fakes.esl_server import FIXTURES, SHUTDOWN, FakeFreeSwitch, captured_events, originate_uuid_map
+from tests.fakes.esl_server import SHUTDOWN, FakeFreeSwitch, captured_events, originate_uuid_map
 
 
 @pytest.fixture
