@@ -28,7 +28,7 @@ from callcenterd.sandbox.asterisk import free_tcp_port
 from callcenterd.wiring import build
 from tests.contract.fs_switch import FsSwitch
 from tests.integration.acd_rig import AcdRig, wait_for
-from tests.integration.conftest import asterisk  # noqa: F401  (session fixture, shared)  # noqa: F401 (re-exported fixture)
+from tests.integration.conftest import asterisk  # noqa: F401  (session fixture, shared)
 
 
 class AsteriskContractRig(AcdRig):
