@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import random
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -34,6 +33,7 @@ import structlog
 from callcenterd.protocols.ami.codec import Headers, Message
 from callcenterd.protocols.ami.session import AmiSession
 from callcenterd.protocols.errors import ConnectionLost, LoginFailed, ProtocolError, Timeout
+from callcenterd.protocols.reconnect import Backoff, RepeatLog, call_back, login_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -55,50 +55,7 @@ class State(str, enum.Enum):
     STOPPED = "stopped"
 
 
-class Backoff:
-    """Exponential backoff with "equal jitter": a delay in [d/2, d]."""
-
-    def __init__(self, initial: float, maximum: float, factor: float = BACKOFF_FACTOR, rng=random) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.factor = factor
-        self.attempt = 0
-        self._rng = rng
-
-    def next(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
-        self.attempt += 1
-        return ceiling / 2 + self._rng.random() * ceiling / 2
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-class RepeatFilter:
-    """Log a message at warning the first time, at debug while it repeats."""
-
-    def __init__(self, logger) -> None:
-        self._log = logger
-        self._last: tuple | None = None
-        self.repeats = 0
-
-    def warning(self, event: str, **kw: Any) -> None:
-        key = (event, tuple(sorted((k, str(v)) for k, v in kw.items())))
-        if key == self._last:
-            self.repeats += 1
-            self._log.debug(event, repeated=self.repeats, **kw)
-            return
-        self.flush()
-        self._last = key
-        self._log.warning(event, **kw)
-
-    def flush(self) -> None:
-        if self._last is not None and self.repeats:
-            self._log.info("previous message repeated", event_repeated=self._last[0], times=self.repeats)
-        self._last = None
-        self.repeats = 0
-
-
+RepeatFilter = RepeatLog  # the name this module used before protocols.reconnect
 OnConnected = Callable[[AmiSession], Awaitable[None]]
 OnDisconnected = Callable[[BaseException | None], Any]
 OnEvent = Callable[[Message], Any]
@@ -137,8 +94,8 @@ class AmiSupervisor:
         self._on_event = on_event
         self._session_kwargs = session_kwargs
         rng = rng or random.Random()
-        self._backoff = Backoff(backoff_initial, backoff_max, rng=rng)
-        self._login_backoff = Backoff(login_backoff_initial, login_backoff_max, rng=rng)
+        self._backoff = Backoff(backoff_initial, backoff_max, BACKOFF_FACTOR, rng=rng)
+        self._login_backoff = login_backoff(login_backoff_initial, login_backoff_max, rng=rng)
         self._state = State.DISCONNECTED
         self._session: AmiSession | None = None
         self._task: asyncio.Task | None = None
@@ -146,7 +103,7 @@ class AmiSupervisor:
         self.last_error: BaseException | None = None
         self.connects = 0
         self._log = log.bind(peer=f"{host}:{port}")
-        self._repeat = RepeatFilter(self._log)
+        self._repeat = RepeatLog(self._log)
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -289,19 +246,13 @@ class AmiSupervisor:
     async def _pump(self, session: AmiSession) -> None:
         async for event in session.events():
             try:
-                result = self._on_event(event)
-                if inspect.isawaitable(result):
-                    await result
+                await call_back(self._on_event, event)
             except Exception:
                 self._log.exception("ami on_event failed", event=event.name)
 
     async def _notify_disconnected(self, reason: BaseException | None) -> None:
-        if self._on_disconnected is None:
-            return
         try:
-            result = self._on_disconnected(reason)
-            if inspect.isawaitable(result):
-                await result
+            await call_back(self._on_disconnected, reason)
         except Exception:
             self._log.exception("ami on_disconnected failed")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import random
 from typing import Any, Awaitable, Callable
 
@@ -26,6 +25,7 @@ import structlog
 
 from callcenterd.protocols.errors import ConnectionLost, LoginFailed, ProtocolError, Timeout
 from callcenterd.protocols.esl.session import EslSession
+from callcenterd.protocols.reconnect import Backoff, RepeatLog, call_back, login_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -56,14 +56,6 @@ class SupervisorState(str, enum.Enum):
 
 
 Callback = Callable[..., Awaitable[None] | None]
-
-
-async def _call(cb: Callback | None, *args: Any) -> None:
-    if cb is None:
-        return
-    res = cb(*args)
-    if inspect.isawaitable(res):
-        await res
 
 
 class EslSupervisor:
@@ -133,16 +125,15 @@ class EslSupervisor:
                 await asyncio.sleep(0)
 
     def next_delay(self, login_failed: bool = False) -> float:
-        """Backoff before the next attempt (attempts already counted)."""
+        """Backoff before the next attempt (attempts already counted); no side effect."""
         if login_failed:
-            base = self.login_failed_backoff
-        else:
-            base = min(self.backoff_max, self.backoff_initial * BACKOFF_FACTOR ** max(0, self.attempts - 1))
-        return base * (1.0 + BACKOFF_JITTER * (2.0 * self._rng() - 1.0))
+            return login_backoff(self.login_failed_backoff, rng=self._rng, jitter=BACKOFF_JITTER).delay(0)
+        backoff = Backoff(self.backoff_initial, self.backoff_max, BACKOFF_FACTOR, self._rng, jitter=BACKOFF_JITTER)
+        return backoff.delay(max(0, self.attempts - 1))
 
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
-        last_error = ""
+        repeat = RepeatLog(self._log, summarize=False)  # "esl reconnected" below says it
         loop = asyncio.get_running_loop()
         while True:
             self.state = SupervisorState.CONNECTING
@@ -158,13 +149,13 @@ class EslSupervisor:
                 if self.attempts:
                     self._log.info("esl reconnected", failed_attempts=self.attempts)
                 self.attempts = 0
-                last_error = ""
+                repeat.flush()
                 self.session = session
                 self.connects += 1
                 self.state = SupervisorState.CONNECTED
                 started = loop.time()
                 try:
-                    await _call(self._on_connected, session)
+                    await call_back(self._on_connected, session)
                 except Exception:
                     self._log.exception("esl on_connected callback failed; dropping the session")
                     await session.close()
@@ -174,7 +165,7 @@ class EslSupervisor:
                 self.session = None
                 self._log.warning("esl session lost", reason=str(reason) if reason else "closed")
                 try:
-                    await _call(self._on_disconnected, reason)
+                    await call_back(self._on_disconnected, reason)
                 except Exception:
                     self._log.exception("esl on_disconnected callback failed")
                 if loop.time() - started < STABLE_AFTER:
@@ -184,10 +175,8 @@ class EslSupervisor:
                 await asyncio.sleep(delay)
                 continue
             self.attempts += 1
-            if err != last_error:
-                self._log.warning("esl connect failed", error=err, attempt=self.attempts)
-                last_error = err
-            else:
-                self._log.debug("esl connect failed again", error=err, attempt=self.attempts)
+            # The attempt number changes every time: a repeat is the same error.
+            repeat.warning("esl connect failed", key=err, again="esl connect failed again",
+                           error=err, attempt=self.attempts)
             self.state = SupervisorState.LOGIN_FAILED if login_failed else SupervisorState.BACKOFF
             await asyncio.sleep(self.next_delay(login_failed))
