@@ -266,12 +266,35 @@ class WaitingCall:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveAgentLeg:
+    """An agent leg (stamped ``CC_AGENT``) the PBX still has up at (re)connect time.
+
+    ``bridged_to`` is the caller leg it talks to, or ``""`` when it is not
+    bridged (still ringing, or answered and waiting for a bridge that the
+    daemon will never send: an orphan to hang up).
+    """
+
+    leg_id: str
+    agent: str
+    call_id: str = ""
+    bridged_to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PbxSnapshot:
-    """What a driver sees right after (re)connecting, for the core to resync."""
+    """What a driver sees right after (re)connecting, for the core to resync.
+
+    A driver reports :class:`PbxUp` only once this snapshot is complete:
+    logged in, every agent device's state read (``devices``), and the live
+    agent legs and bridges known (``agent_legs``).  Routing on a half-read
+    snapshot double-books agents.
+    """
 
     legs: frozenset[str] = frozenset()  # every leg the PBX still has up
     waiting: Sequence[WaitingCall] = ()
     restarted: bool = False  # True when the PBX itself restarted (calls lost)
+    devices: Mapping[str, DeviceStatus] = field(default_factory=dict)  # device -> state, as the PBX names it
+    agent_legs: Sequence[LiveAgentLeg] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,11 @@ for device strings (``pbx.device("1001")``) and for durations
 (``pbx.s(4)``: 4 s on Asterisk, 0.4 s on the fake).  Rigs expose one API:
 ``customer``, ``call_id``, ``fact``, ``of``, ``agent_state``,
 ``agent_leg_up``, ``control``, ``outside_call`` (a call on an agent's device
-that callcenterd did not make) and ``announced`` (the positions a waiting
-caller was told, read from what the PBX played).
+that callcenterd did not make), ``announced`` (the positions a waiting
+caller was told, read from what the PBX played), ``held`` (the caller's leg is
+on hold in the PBX) and ``restart_callcenterd``
+(a graceful stop and a fresh runtime on the same store, CDR directory and
+PBX, whose channels are left alone).
 """
 
 from __future__ import annotations
@@ -31,7 +34,22 @@ from tests.integration.acd_rig import AcdRig, wait_for
 from tests.integration.conftest import asterisk  # noqa: F401  (session fixture, shared)
 
 
+async def start_fresh_runtime(rig: AcdRig, driver: str) -> None:
+    """After a graceful stop, a new runtime from the same config: same store,
+    CDR directory and PBX.  Agents are not logged in again: their state must
+    come back from the store."""
+    rig.runtime = await build(config_from_mapping(rig.config_mapping()), with_api=False)
+    rig.runtime.center.add_listener(rig._on_fact)
+    await rig.runtime.start()
+    new_driver = rig.runtime.drivers[driver]
+    await wait_for(lambda: new_driver.up, "driver up again after the restart", timeout=10)
+
+
 class AsteriskContractRig(AcdRig):
+    async def restart_callcenterd(self) -> None:
+        await self.runtime.stop()  # callers stay in [callcenterd-hold]
+        await start_fresh_runtime(self, "sandbox")
+
     def agent_leg_up(self, ext: str) -> bool:
         return f"{ext}@agents" in self.channels()
 
@@ -41,6 +59,12 @@ class AsteriskContractRig(AcdRig):
         assert self.traffic is not None
         await self.traffic.action("Originate", [("Channel", f"Local/{ext}@agents/n"), ("Application", "Wait"),
                                                 ("Data", str(int(seconds))), ("Async", "true")])
+
+    def held(self, leg_id: str) -> bool:
+        """The caller's leg sits in [callcenterd-hold] (its AGI is over)."""
+        channel = self.runtime.drivers["sandbox"]._translator.channel_name(leg_id)
+        rows = [line.split("!") for line in self.channels().splitlines()]
+        return any(r[0] == channel and len(r) > 1 and r[1] == "callcenterd-hold" for r in rows)
 
     def announced(self, leg_id: str) -> list[int]:
         """Positions [callcenterd-hold] said to the leg, from the console log:
@@ -94,15 +118,27 @@ class FreeswitchContractRig(AcdRig):
 
     async def customer(self, queue: str, patience: float, *, priority: int | None = None,
                        number: str | None = None, name: str = "Customer") -> str:
+        """A customer calls ``queue``; a ``priority`` is the channel variable
+        ``cc_priority`` the dialplan/IVR set before ``socket`` (the driver reads
+        it from the socket's CHANNEL_DATA, like __CC_PRIORITY on Asterisk)."""
         self._customers += 1
         number = number or f"55500{self._customers:02d}"
-        chan = await self.switch.customer(self.outbound_port, queue, patience, number, name)
-        if priority is not None:
-            chan.vars["cc_priority"] = str(priority)
+        variables = {} if priority is None else {"cc_priority": str(priority)}
+        await self.switch.customer(self.outbound_port, queue, patience, number, name, variables)
         return number
+
+    async def restart_callcenterd(self) -> None:
+        await self.runtime.stop()  # the fake keeps the callers' channels parked
+        await self.runtime.drivers["fs"].close()
+        await start_fresh_runtime(self, "fs")
 
     def agent_leg_up(self, ext: str) -> bool:
         return self.switch.ext_up(ext)
+
+    def held(self, leg_id: str) -> bool:
+        """The caller's socket queued the music on hold (the last step of a hold)."""
+        chan = self.switch.channels.get(leg_id)
+        return chan is not None and not chan.gone and "cc_moh_playing" in chan.vars
 
     async def outside_call(self, ext: str, seconds: float) -> None:
         self.switch.outside_call(ext, seconds)

@@ -165,8 +165,13 @@ class FsSwitch:
         self._job(chan, job_body)
 
     # -------------------------------------------------------------- customer
-    async def customer(self, port: int, queue: str, patience: float, number: str, name: str) -> Chan:
-        chan = Chan(str(uuidlib.uuid4()), f"loopback/{queue}-a", number, name, queue)
+    async def customer(self, port: int, queue: str, patience: float, number: str, name: str,
+                       variables: dict[str, str] | None = None) -> Chan:
+        """A customer calls ``queue``; ``variables`` are what the dialplan set
+        before ``socket`` (e.g. ``cc_priority`` from an IVR), so they arrive as
+        ``variable_*`` headers of the socket's CHANNEL_DATA."""
+        chan = Chan(str(uuidlib.uuid4()), f"loopback/{queue}-a", number, name, queue,
+                    vars={k.lower(): v for k, v in (variables or {}).items()})
         self.channels[chan.uuid] = chan
         self.event("CHANNEL_CREATE", chan)
         sock = CustomerSocket(self, chan, port)
@@ -366,8 +371,12 @@ class CustomerSocket(FakeOutboundChannel):
         # put ours right after the number, URL-encoded like the rest
         name = fs_url_encode(self.chan.cid_name).encode()
         head = re.sub(rb"(?m)^Caller-Caller-ID-Name: .*\n", b"", head)
-        return re.sub(rb"(?m)^(Caller-Caller-ID-Number: .*)$",
+        head = re.sub(rb"(?m)^(Caller-Caller-ID-Number: .*)$",
                       lambda m: m.group(1) + b"\nCaller-Caller-ID-Name: " + name, head, count=1)
+        # channel variables set by the dialplan before ``socket`` ride along as
+        # variable_<name> (mod_event_socket.c: switch_channel_event_set_data)
+        extra = b"".join(f"variable_{k}: {fs_url_encode(v)}\n".encode() for k, v in self.chan.vars.items())
+        return head.rstrip(b"\n") + b"\n" + extra + b"\n"
 
     async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
