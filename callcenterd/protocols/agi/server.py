@@ -39,6 +39,7 @@ __all__ = [
     "AgiError",
     "AgiHangup",
     "AgiReply",
+    "AgiEnvironment",
     "AgiSession",
     "FastAgiServer",
     "read_environment",
@@ -104,13 +105,38 @@ class AgiCommandFailed(AgiError):
 
 
 # -------------------------------------------------------------- environment
-async def read_environment(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, str]:
-    """Read the agi_ block up to its empty line.
+class AgiEnvironment(dict):
+    """The ``agi_*`` block, first value of each key, and what looked forged.
 
-    Raises ProtocolError (garbage, too big) or ConnectionLost (EOF).
+    res_agi.c setup_env() writes caller data (``agi_calleridname``,
+    ``agi_callerid``, ``agi_rdnis``...) with ``%s`` and no escaping, so a
+    caller ID name holding LF can append lines of its own, such as
+    ``agi_channel: <another call's channel>``.  Whatever the order of the
+    keys, a repeated key never overrides the first one, and a line that is
+    not ``agi_key: value`` after the block started is a continuation of the
+    previous value.  Either marks the environment ``tampered``: its identity
+    keys must then be checked against the channel itself.
     """
-    env: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: keys that came more than once, or that a stray line was glued to
+        self.forged: list[str] = []
+
+    @property
+    def tampered(self) -> bool:
+        return bool(self.forged)
+
+
+async def read_environment(reader: asyncio.StreamReader, max_bytes: int) -> AgiEnvironment:
+    """Read the agi_ block up to its empty line (see :class:`AgiEnvironment`).
+
+    Raises ProtocolError (garbage before any agi_ line, too big) or
+    ConnectionLost (EOF).
+    """
+    env = AgiEnvironment()
     size = 0
+    last = ""
     while True:
         try:
             line = await reader.readuntil(b"\n")
@@ -121,10 +147,23 @@ async def read_environment(reader: asyncio.StreamReader, max_bytes: int) -> dict
         size += len(line)
         if size > max_bytes:
             raise ProtocolError(f"environment larger than {max_bytes} bytes")
-        item = parse_env_line(line)
+        try:
+            item = parse_env_line(line)
+        except ProtocolError:
+            if not last:
+                raise
+            # an LF inside a value (a caller ID name): keep it with that value
+            env[last] += "\n" + line.rstrip(b"\n").decode("utf-8", errors="replace")
+            env.forged.append(last)
+            continue
         if item is None:
             return env
-        env[item[0]] = item[1]
+        key, value = item
+        if key in env:
+            env.forged.append(key)  # the first one is the one Asterisk wrote
+            continue
+        env[key] = value
+        last = key
 
 
 # ------------------------------------------------------------------ session
@@ -146,6 +185,8 @@ class AgiSession:
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self.env: Mapping[str, str] = dict(env)
+        #: keys whose lines looked forged by caller data (see AgiEnvironment)
+        self.forged: tuple[str, ...] = tuple(getattr(env, "forged", ()))
         self.command_timeout = command_timeout
         self.hung_up = False
         self._reader = reader
@@ -159,6 +200,11 @@ class AgiSession:
         self.log = log.bind(channel=self.channel, uniqueid=self.uniqueid)
 
     # ---------------------------------------------------------- environment
+    @property
+    def tampered(self) -> bool:
+        """Caller data added or repeated ``agi_`` lines: trust no identity key."""
+        return bool(self.forged)
+
     @property
     def request(self) -> str:
         """``agi://127.0.0.1:4573/ivr`` as written in the dialplan."""
@@ -581,7 +627,7 @@ class FastAgiServer:
                 await writer.wait_closed()
             self._tasks.discard(task)
 
-    async def _read_env(self, reader: asyncio.StreamReader, peer: object) -> dict[str, str] | None:
+    async def _read_env(self, reader: asyncio.StreamReader, peer: object) -> AgiEnvironment | None:
         try:
             return await asyncio.wait_for(
                 read_environment(reader, self.env_max_bytes), self.env_timeout

@@ -15,6 +15,7 @@ from callcenterd.protocols.agi import (
     AgiSession,
     FastAgiServer,
 )
+from callcenterd.protocols.agi.server import read_environment
 from callcenterd.protocols.errors import ConnectionLost, ProtocolError, Timeout
 from tests.fakes.agi_client import (
     HANGUP,
@@ -496,3 +497,58 @@ async def test_server_close_ends_every_session(dial):
     assert all(isinstance(e, ConnectionLost) for e in excs)
     with pytest.raises(OSError):
         await FakeAsterisk(fakes[0].port).connect()
+
+
+# ------------------------------------------------- caller data in the env
+# res_agi.c setup_env() writes agi_calleridname with %s, unescaped: a name
+# holding LF adds lines of its own.  Seen on the real Asterisk pulling another
+# call's channel into our bridge.
+async def _env_of(raw: bytes) -> "object":
+    reader = asyncio.StreamReader()
+    reader.feed_data(raw)
+    reader.feed_eof()
+    return await read_environment(reader, 65536)
+
+
+async def test_a_caller_name_cannot_override_the_channel_whatever_the_key_order():
+    forged = env_block(channel="PJSIP/trunk-00000001", uniqueid="1700000000.1",
+                       calleridname="Mallory\nagi_channel: PJSIP/victim-00000009\nagi_uniqueid: 1700000000.9")
+    env = await _env_of(forged)
+    assert env["agi_channel"] == "PJSIP/trunk-00000001" and env["agi_uniqueid"] == "1700000000.1"
+    assert env.tampered and set(env.forged) == {"agi_channel", "agi_uniqueid"}
+    # the forged line coming FIRST (a key order where the name precedes the
+    # channel) still marks the session: the identity must then be verified
+    first = b"agi_calleridname: x\nagi_channel: PJSIP/victim-9\n" + env_block(channel="PJSIP/trunk-1")
+    env = await _env_of(first)
+    assert env.tampered and "agi_channel" in env.forged
+
+
+async def test_a_stray_line_from_a_caller_name_joins_the_value_and_marks_the_session():
+    env = await _env_of(env_block(calleridname="Bob\nhello world"))
+    assert env["agi_calleridname"] == "Bob\nhello world"
+    assert env.forged == ["agi_calleridname"]
+    assert env["agi_callingpres"] == "0"  # the block goes on after it
+
+
+async def test_an_honest_environment_is_not_tampered(dial):
+    async def flow(s):
+        return s.tampered, s.forged
+
+    rec = Recorder(flow)
+    async with serving(rec) as server:
+        fake = await dial(server)
+        _, result = await rec.next()
+        assert await fake.wait_server_close() == b""
+    assert result == (False, ())
+
+
+async def test_the_session_reports_the_forged_keys(dial):
+    async def flow(s):
+        return s.tampered, s.channel
+
+    rec = Recorder(flow)
+    async with serving(rec) as server:
+        fake = await dial(server, channel="PJSIP/a-1", calleridname="M\nagi_channel: PJSIP/b-2")
+        _, result = await rec.next()
+        assert await fake.wait_server_close() == b""
+    assert result == (True, "PJSIP/a-1")
