@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
@@ -19,6 +20,7 @@ from callcenterd.core import facts
 from callcenterd.logs import bind_call
 from callcenterd.pbx.api import (
     CallArrived,
+    CallHeld,
     DeviceState,
     LegAnswered,
     LegHungUp,
@@ -27,6 +29,7 @@ from callcenterd.pbx.api import (
     PbxEvent,
     PbxPort,
     PbxUp,
+    Timeout,
 )
 
 log = structlog.get_logger(__name__)
@@ -36,6 +39,13 @@ log = structlog.get_logger(__name__)
 EVENT_QUEUE_SIZE = 10_000
 #: Longest sleep between two looks at the ACD's timers.
 MAX_IDLE = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OfferLost:
+    """Internal event: an agent Originate got no answer from the PBX in time."""
+
+    leg_id: str
 
 
 class CallCenter:
@@ -79,7 +89,7 @@ class CallCenter:
         self._restored: dict[str, str] = {}
 
     # ------------------------------------------------------------- inputs
-    def emit(self, event: PbxEvent) -> None:
+    def emit(self, event: PbxEvent | OfferLost) -> None:
         """Called by drivers; never blocks."""
         try:
             self.events.put_nowait(event)
@@ -145,8 +155,12 @@ class CallCenter:
             elif isinstance(event, DeviceState):
                 outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
-                outputs = acd.pbx_up(event.node, event.snapshot)
+                outputs = acd.pbx_up(event.node, self._aliased(event.snapshot))
                 outputs += self._close_interrupted(event.node)
+            elif isinstance(event, CallHeld):
+                outputs = self._held(event)
+            elif isinstance(event, OfferLost):
+                outputs = acd.offer_lost(event.leg_id)
             elif isinstance(event, PbxDown):
                 outputs = acd.pbx_down(event.node)
             else:
@@ -155,6 +169,27 @@ class CallCenter:
             log.exception("core.dispatch_failed", event=type(event).__name__)
             return
         self._process(outputs)
+
+    def _aliased(self, snapshot: Any) -> Any:
+        """The snapshot's device states under the agents' configured names."""
+        if not snapshot.devices or not self.device_aliases:
+            return snapshot
+        aliases = self.device_aliases
+        return dataclasses.replace(snapshot, devices={aliases.get(d, d): s for d, s in snapshot.devices.items()})
+
+    def _held(self, event: CallHeld) -> list[Any]:
+        """A caller the PBX holds without our decision: open its journey and
+        let the ACD adopt it (it ignores a leg it already has)."""
+        wc = event.call
+        with bind_call(call_id=wc.call_id, queue=wc.queue):
+            adopted = self.acd.caller_held(event.node, wc)
+        if not adopted:
+            return adopted
+        started = facts.CallStarted(
+            at=wc.enqueued_at, call_id=wc.call_id, leg_id=wc.leg_id, caller_number=wc.caller_id.number,
+            caller_name=wc.caller_id.name, node=event.node, pbx_uniqueid=wc.leg_id,
+        )
+        return [started, *adopted]
 
     def _arrived(self, event: CallArrived) -> list[Any]:
         """Inbound call: until the IVR wave, the dialplan names the queue."""
@@ -167,7 +202,8 @@ class CallCenter:
         started = facts.CallStarted(
             at=self._clock(), call_id=call_id, leg_id=event.leg_id,
             caller_number=event.caller_id.number, caller_name=event.caller_id.name,
-            dnis=event.dnis, node=event.node,
+            dnis=event.dnis, node=event.node, pbx_uniqueid=event.leg_id, pbx_linkedid=event.linked_id,
+            caller_name_raw=event.caller_raw,
         )
         outputs: list[Any] = [started]
         if queue not in self._queue_priority:
@@ -312,13 +348,18 @@ class CallCenter:
         except Exception as exc:
             log.warning("pbx.command_failed", command=type(command).__name__, node=command.node,
                         leg=_leg_of(command), error=str(exc) or type(exc).__name__)
-            self._command_failed(command)
+            self._command_failed(command, exc)
 
-    def _command_failed(self, command: Any) -> None:
+    def _command_failed(self, command: Any, exc: BaseException | None = None) -> None:
         """Tell the core what a failed command means for its legs."""
         if isinstance(command, cmd.Originate):
-            # The leg never existed: the core tries the next agent.
-            self.emit(LegHungUp(command.request.leg_id, Outcome.FAILED))
+            if isinstance(exc, Timeout):
+                # Not the agent's fault, and the leg may still appear (the
+                # driver hangs it up then): withdraw the offer, no miss.
+                self.emit(OfferLost(command.request.leg_id))
+            else:
+                # The leg never existed: the core tries the next agent.
+                self.emit(LegHungUp(command.request.leg_id, Outcome.FAILED))
         elif isinstance(command, cmd.Bridge):
             # Drop the agent leg; the caller goes back to waiting.
             self._execute(cmd.Hangup(command.node, command.leg_b))

@@ -104,6 +104,11 @@ class Runtime:
     async def start(self) -> None:
         if self.cdr is not None:
             self.cdr.start()
+        for node in self.drivers:
+            # nothing is routed to a PBX before its first complete snapshot
+            # (PbxUp): a caller handed over early waits, it is not offered to
+            # agents that may still be on calls from before our restart
+            self.center.control("pbx_down", node)
         if self.saved_agents:
             # logins and pauses survive a restart of callcenterd
             self.center.restore_agents(self.saved_agents)
@@ -230,6 +235,7 @@ def _build_asterisk(runtime: Runtime, node: str, spec: AsteriskNode) -> None:
         spec.ami.host, spec.ami.port, spec.ami.username, secret.get_secret_value(),
         md5=spec.ami.md5_login,
         on_connected=driver.on_ami_connected,
+        on_ready=driver.on_ami_ready,
         on_disconnected=driver.on_ami_disconnected,
         on_event=driver.on_ami_event,
         action_timeout=float(spec.ami.action_timeout),

@@ -45,6 +45,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "completed_by",
     "readopted",
     "queue_path",
+    "pbx_uniqueid",
+    "pbx_linkedid",
+    "caller_name_raw",
 )
 _TIME_COLUMNS = {"started_at", "enqueued_at", "answered_at", "ended_at"}
 

@@ -23,6 +23,9 @@ class CallStarted:
     caller_name: str = ""
     dnis: str = ""
     node: str = ""
+    pbx_uniqueid: str = ""  # the caller leg's own id in the PBX (Asterisk UNIQUEID, FreeSWITCH uuid)
+    pbx_linkedid: str = ""  # Asterisk LINKEDID / FreeSWITCH call uuid: joins Master.csv and CEL
+    caller_name_raw: str = ""  # the name as the trunk sent it, escaped, when it had to be cleaned
 
 
 @dataclass(frozen=True, slots=True)

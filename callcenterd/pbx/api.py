@@ -10,6 +10,7 @@ after a reconnect: a replayed originate dials a customer twice.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
 
@@ -111,6 +112,26 @@ def check_safe(value: str, what: str = "value") -> str:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_caller_text(value: str) -> str:
+    """Caller data from a trunk, safe for every protocol: each control
+    character (C0, DEL) becomes ``?``.  Drivers call this at the boundary,
+    so a hostile name never fails a call nor reaches a wire."""
+    return _CONTROL.sub("?", value)
+
+
+def escape_caller_text(value: str) -> str:
+    """The raw text, kept for the journey: backslash escapes for control
+    characters and the backslash itself, printable otherwise."""
+    def esc(m: re.Match[str]) -> str:
+        ch = m.group(0)
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}.get(ch, f"\\x{ord(ch):02x}")
+
+    return re.sub(r"[\x00-\x1f\x7f\\]", esc, value)
+
+
 @dataclass(frozen=True, slots=True)
 class CallerId:
     number: str = ""
@@ -161,13 +182,31 @@ class HoldSpec:
 # -------------------------------------------------------------------- events
 @dataclass(frozen=True, slots=True)
 class CallArrived:
-    """A new inbound call was handed to callcenterd (FastAGI / outbound ESL)."""
+    """A new inbound call was handed to callcenterd (FastAGI / outbound ESL).
+
+    ``leg_id`` is the PBX's own id of the caller leg (Asterisk UNIQUEID,
+    FreeSWITCH uuid); ``linked_id`` joins it with the PBX's CDR/CEL.
+    ``caller_raw`` is set only when the caller ID had to be cleaned
+    (:func:`clean_caller_text`): the original name, escaped.
+    """
 
     leg_id: str
     caller_id: CallerId
     dnis: str
     variables: Mapping[str, str] = field(default_factory=dict)
     node: str = ""
+    linked_id: str = ""
+    caller_raw: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeld:
+    """A caller reached the PBX's hold context without a decision of ours
+    (its FastAGI session failed or timed out, the daemon was busy or down):
+    the core adopts it, in its stamped order, so nobody waits unserved."""
+
+    node: str
+    call: "WaitingCall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +317,7 @@ class LiveAgentLeg:
     agent: str
     call_id: str = ""
     bridged_to: str = ""
+    queue: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +351,7 @@ class PbxDown:
 
 PbxEvent = Union[
     CallArrived,
+    CallHeld,
     LegRinging,
     LegAnswered,
     LegHungUp,

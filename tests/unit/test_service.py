@@ -181,3 +181,41 @@ async def test_restored_agents_are_back_without_new_queue_log_membership_lines(c
     assert c.acd.agent_state("1001")["state"] == "paused"
     assert not [x for x in seen if isinstance(x, (f.AgentLoggedIn, f.AgentPaused))]
     assert [x.state for x in seen if isinstance(x, f.AgentStateChanged) and x.agent == "1001"][-1] == "paused"
+
+
+async def test_an_originate_timeout_tries_another_agent_and_blames_nobody(center):
+    from callcenterd.pbx.api import Timeout
+
+    c, driver, seen = center
+    driver.fail["originate"] = Timeout("Originate: no response")
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    withdrawn = [x for x in seen if isinstance(x, f.AgentRingNoAnswer)]
+    assert withdrawn and withdrawn[0].reason == "pbx-timeout"
+    assert c.acd.agent_state("1001")["missed"] == 0
+
+
+async def test_a_caller_held_by_the_dialplan_alone_gets_a_journey_and_a_place(center):
+    from callcenterd.pbx.api import CallHeld, WaitingCall
+
+    c, driver, seen = center
+    c.emit(CallHeld("ast1", WaitingCall("1795.3", "support", 1000.5, call_id="1795.3", caller_id=CallerId("555", "Al"))))
+    await settle()
+    started = [x for x in seen if isinstance(x, f.CallStarted)]
+    assert [(s.call_id, s.at, s.caller_name, s.pbx_uniqueid) for s in started] == [("1795.3", 1000.5, "Al", "1795.3")]
+    assert [x.call_id for x in seen if isinstance(x, f.CallerEnqueued)] == ["1795.3"]
+    c.emit(CallHeld("ast1", WaitingCall("1795.3", "support", 1000.5, call_id="1795.3")))  # seen twice: once only
+    await settle()
+    assert len([x for x in seen if isinstance(x, f.CallStarted)]) == 1
+
+
+async def test_the_journey_carries_the_pbx_ids_and_the_raw_caller_name(center):
+    c, driver, seen = center
+    c.emit(CallArrived("1795.4", CallerId("555", "Bob?"), "100", {"queue": "support"}, "ast1",
+                       linked_id="1795.2", caller_raw="Bob\\r"))
+    await settle()
+    started = [x for x in seen if isinstance(x, f.CallStarted)][0]
+    assert (started.pbx_uniqueid, started.pbx_linkedid, started.caller_name_raw) == ("1795.4", "1795.2", "Bob\\r")
+    journey = c._journeys.get(started.call_id)
+    assert (journey.pbx_uniqueid, journey.pbx_linkedid, journey.caller_name_raw) == ("1795.4", "1795.2", "Bob\\r")

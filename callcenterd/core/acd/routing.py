@@ -55,6 +55,24 @@ class Routing(AcdState):
         self._route(out)
         return out
 
+    def offer_lost(self, leg_id: str, reason: str = "pbx-timeout") -> list[Output]:
+        """The PBX never answered our Originate (timeout): the offer is
+        withdrawn without blaming the agent (no miss, no auto-pause, its
+        place kept).  The driver hangs the leg up if it shows up late."""
+        out: list[Output] = []
+        leg = self._legs.get(leg_id)
+        if not isinstance(leg, AgentLeg) or leg.answered_at is not None:
+            return out
+        call = self._calls[leg.call_id]
+        delay = self._queues[leg.queue].retry_delay
+        self._withdraw(leg, reason, out, cause=None)
+        if delay > 0:  # not the same agent again at once: the PBX may be struggling
+            call.excluded[leg.agent_id] = self._clock() + delay
+            self._schedule("exclude", (call.call_id, leg.agent_id), self._clock() + delay)
+            self._refresh_call(call)
+        self._route(out)
+        return out
+
     def leg_hung_up(self, leg_id: str, outcome: Outcome) -> list[Output]:
         """A caller leg or agent leg is gone."""
         out: list[Output] = []
@@ -88,6 +106,8 @@ class Routing(AcdState):
 
     def _route(self, out: list[Output]) -> None:
         """Match routable callers with ready agents until nothing more can be done."""
+        if self._routing_held:
+            return  # a snapshot is half-applied: pbx_up routes once it is whole
         while self._pending_calls or self._pending_agents or self._pending_empty:
             if self._pending_empty:
                 for node, qn in sorted(self._pending_empty):

@@ -95,6 +95,7 @@ class AcdState:
         self._pending_calls: set[str] = set()
         self._pending_agents: set[str] = set()
         self._pending_empty: set[tuple[str, str]] = set()
+        self._routing_held = False  # True while a PBX snapshot is being applied
 
     def tick(self) -> list[Output]:
         """Everything due now: ring timeouts, wrap-up ends, max_wait, announcements..."""

@@ -74,6 +74,9 @@ class JourneyBuilder:
             caller_name=fact.caller_name,
             dnis=fact.dnis,
             started_at=fact.at,
+            pbx_uniqueid=fact.pbx_uniqueid,
+            pbx_linkedid=fact.pbx_linkedid,
+            caller_name_raw=fact.caller_name_raw,
         )
 
     def _enqueued(self, fact: f.CallerEnqueued) -> None:

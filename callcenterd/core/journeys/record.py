@@ -101,6 +101,9 @@ class Journey:
     attempts: list[AgentAttempt] = field(default_factory=list)
     transfers: list[dict[str, Any]] = field(default_factory=list)  # filled by a later stage
     ivr: list[dict[str, Any]] = field(default_factory=list)  # filled by a later stage
+    pbx_uniqueid: str = ""  # caller leg's PBX id: Master.csv uniqueid / CEL uniqueid
+    pbx_linkedid: str = ""  # Master.csv / CEL linkedid
+    caller_name_raw: str = ""  # escaped original caller name when caller_name had to be cleaned
 
     @property
     def is_open(self) -> bool:

@@ -13,7 +13,15 @@ How a call moves (dialplan in ``dialplan/asterisk/extensions_callcenterd.conf``)
 * On answer the core asks for :meth:`bridge`; we mark both legs
   ``CC_CONNECTED=1`` and send the AMI ``Bridge`` action.
 * On reconnect, :meth:`snapshot` lists held callers from ``Status`` (with
-  their ``CC_*`` variables) so the core can re-adopt them in order.
+  their ``CC_*`` variables) so the core can re-adopt them in order, the
+  agent legs still up (and what they are bridged to), and every agent
+  device's state.  ``PbxUp`` goes out only once all of that is read and the
+  AMI session takes actions (:meth:`on_ami_ready`).
+* Caller data is cleaned at the boundary (:func:`clean_caller_text`), and a
+  FastAGI session's identity comes from the channel itself, never from an
+  ``agi_`` environment that caller data can forge.
+* A caller that reaches ``[callcenterd-hold]`` without our decision (its AGI
+  failed or timed out) is adopted from its ``CallCenterHold`` UserEvent.
 """
 
 from __future__ import annotations
@@ -27,17 +35,23 @@ import structlog
 from callcenterd.pbx.api import (
     CallArrived,
     CallerId,
+    CallHeld,
     CommandFailed,
     ConnectionLost,
-    DeviceState,
+    DeviceStatus,
     HoldSpec,
+    LegAnswered,
+    LiveAgentLeg,
     OriginateRequest,
     PbxDown,
     PbxEvent,
     PbxSnapshot,
     PbxUp,
+    Timeout,
     WaitingCall,
     check_safe,
+    clean_caller_text,
+    escape_caller_text,
     format_skills,
     parse_skills,
 )
@@ -54,6 +68,14 @@ AGI_DECISION_TIMEOUT = 10.0
 HOLD_ARRIVAL_TIMEOUT = 5.0
 #: Deadline for the snapshot's list actions after a (re)connect.
 SNAPSHOT_TIMEOUT = 15.0
+#: How long a bridge waits to learn the agent leg's channel name (from its
+#: Newchannel or OriginateResponse) before giving up on that leg.
+CHANNEL_NAME_TIMEOUT = 3.0
+#: Deadline of the one AGI command that asks a new call who it really is.
+AGI_IDENTITY_TIMEOUT = 5.0
+#: What the channel itself reports (res_agi.c GET FULL VARIABLE evaluates in
+#: the channel the AGI socket belongs to, whatever its environment said).
+_IDENTITY_EXPR = "${UNIQUEID}|${CHANNEL}|${CHANNEL(linkedid)}"
 
 
 class AmiControl(Protocol):
@@ -85,6 +107,12 @@ def _known(value: str | None) -> str:
     return "" if value in (None, "unknown") else value
 
 
+def _caller(number: str, name: str) -> tuple[CallerId, str]:
+    """A clean caller ID, and the escaped raw name when cleaning changed it."""
+    clean = CallerId(clean_caller_text(number), clean_caller_text(name))
+    return clean, (escape_caller_text(name) if clean.name != name else "")
+
+
 
 class AsteriskDriver:
     """Implements :class:`callcenterd.pbx.api.PbxPort` for one Asterisk node."""
@@ -109,6 +137,10 @@ class AsteriskDriver:
         self._startup: str | None = None
         self._shutting_down = False
         self._up = False
+        self._snapshot: PbxSnapshot | None = None  # read on connect, reported when ready
+        self._named: dict[str, asyncio.Event] = {}  # legs a bridge waits to learn the name of
+        self._late: set[str] = set()  # originates that timed out: hang up whatever shows up
+        self._tasks: set[asyncio.Task[Any]] = set()
         #: device names (as Asterisk reports them) of the agents on this node
         self.devices: set[str] = set()
 
@@ -123,31 +155,39 @@ class AsteriskDriver:
 
     # ------------------------------------------------------- AMI callbacks
     async def on_ami_connected(self, session: Any) -> None:
-        """Resync: snapshot what the PBX has, then report PbxUp."""
+        """Logged in: read the whole snapshot before anything is routed."""
         self._translator.reset()
-        snapshot = await self._take_snapshot(session)
+        self._snapshot = await self._take_snapshot(session)
+
+    async def on_ami_ready(self, session: Any = None) -> None:
+        """The AMI session now takes actions: report PbxUp with the snapshot.
+
+        Reported any earlier, the core's first Originates and Setvars fail
+        (the supervisor is still "logging-in") and agents still on a call
+        from before our restart look free: double booking."""
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is None:
+            return
         self._up = True
         self._emit(PbxUp(self.node, snapshot))
-        await self._replay_device_states(session)
 
-    async def _replay_device_states(self, ami: Any) -> None:
-        """Devices busy right now (an agent still talking on a call bridged
-        before our restart) must not be rung.  Local-channel states are not
-        cached (core_local.c), so DeviceStateList would miss them: read
-        DEVICE_STATE() (func_devstate) for every agent device instead."""
+    async def _device_states(self, ami: Any) -> dict[str, DeviceStatus]:
+        """Every agent device's state.  Local-channel states are not cached
+        (core_local.c), so DeviceStateList would miss them: read
+        DEVICE_STATE() (func_devstate) for each device instead."""
         devices = sorted(self.devices)
-        if not devices:
-            return
         replies = await asyncio.gather(*(
             ami.action("Getvar", [("Variable", f"DEVICE_STATE({device})")], timeout=SNAPSHOT_TIMEOUT)
             for device in devices
         ), return_exceptions=True)
+        states: dict[str, DeviceStatus] = {}
         for device, reply in zip(devices, replies):
             if isinstance(reply, BaseException):
                 log.warning("asterisk.device_state_unknown", node=self.node, device=device,
                             error=str(reply) or type(reply).__name__)
                 continue
-            self._emit(DeviceState(device, device_status(reply.get("Value") or "")))
+            states[device] = device_status(reply.get("Value") or "")
+        return states
 
     async def on_ami_disconnected(self, reason: object) -> None:
         if self._up:
@@ -158,18 +198,74 @@ class AsteriskDriver:
         name = msg.name
         if self._shutdown_seen(msg):
             return
+        uid = msg.get("Uniqueid") or ""
         for event in self._translator.feed(msg):
+            if self._late and isinstance(event, LegAnswered) and event.leg_id in self._late:
+                continue  # the core gave up on it; it is hung up below
             self._emit(event)
+        if uid in self._named and self._translator.known_channel(uid):
+            self._named.pop(uid).set()
+        if uid in self._late and name in ("Newchannel", "OriginateResponse"):
+            self._spawn(self._hang_up_late(uid, msg.get("Channel") or ""))
         if name == "Hangup":
-            uid = msg.get("Uniqueid") or ""
             self._held.discard(uid)
+            self._late.discard(uid)
             arriving = self._arriving.pop(uid, None)
             if arriving is not None:
                 arriving.set()
         elif name == "UserEvent" and msg.get("UserEvent") == "CallCenterHold":
-            arriving = self._arriving.pop(msg.get("Uniqueid") or "", None)
+            arriving = self._arriving.pop(uid, None)
             if arriving is not None:
                 arriving.set()
+            elif uid and uid not in self._held and uid not in self._agi_calls:
+                self._adopt_held(msg)
+
+    def _adopt_held(self, msg: Any) -> None:
+        """A caller in [callcenterd-hold] we never decided on: its AGI session
+        failed or timed out, and the dialplan stamped and held it itself.
+        Report it so the core queues it (it ignores a leg it already has)."""
+        uid = msg.get("Uniqueid") or ""
+        queue = msg.get("Queue") or ""
+        try:
+            enqueued = float(msg.get("Enqueued") or "")
+        except ValueError:
+            log.warning("asterisk.hold_unstamped", node=self.node, leg=uid)
+            return
+        if not queue:
+            log.warning("asterisk.hold_unstamped", node=self.node, leg=uid)
+            return
+        try:
+            priority = int(msg.get("Priority") or 0)
+        except ValueError:
+            priority = 0
+        self._translator.track(uid)
+        self._translator.channels[uid] = msg.get("Channel") or uid
+        self._held.add(uid)
+        caller, _raw = _caller(_known(msg.get("CallerIDNum")), _known(msg.get("CallerIDName")))
+        call_id = msg.get("CallId") or ""
+        log.info("asterisk.hold_adopted", node=self.node, leg=uid, queue=queue)
+        self._emit(CallHeld(self.node, WaitingCall(
+            leg_id=uid, queue=clean_caller_text(queue), enqueued_at=enqueued, priority=priority,
+            call_id=clean_caller_text(call_id) if call_id not in ("", "(null)") else uid,
+            caller_id=caller, skills=parse_skills(msg.get("Skills") or ""),
+        )))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hang_up_late(self, leg_id: str, channel: str) -> None:
+        """A leg whose Originate timed out showed up after all: the core has
+        moved on to another agent, so end it now rather than let it sit in
+        Wait(CC_AGENT_WAIT) with the agent's phone off-hook."""
+        self._late.discard(leg_id)
+        log.info("asterisk.late_leg_hung_up", node=self.node, leg=leg_id, channel=channel)
+        try:
+            await self._control().action("Hangup", [("Channel", check_safe(channel or leg_id, "channel")),
+                                                    ("Cause", "16")])
+        except Exception as exc:  # gone already, or the link dropped: nothing to keep
+            log.debug("asterisk.late_leg_hangup_failed", leg=leg_id, error=str(exc) or type(exc).__name__)
 
     def _shutdown_seen(self, msg: Any) -> bool:
         """The PBX is going down: its calls are lost, not abandoned.
@@ -196,28 +292,30 @@ class AsteriskDriver:
     async def on_agi_session(self, agi: Any) -> None:
         """One inbound call: report it, then wait for the core's decision."""
         env = agi.env
-        leg_id = env.get("agi_uniqueid", "")
-        if not leg_id:
-            log.warning("agi.no_uniqueid", script=env.get("agi_network_script"))
+        identity = await self._agi_identity(agi)
+        if identity is None:
             return
-        args = list(getattr(agi, "args", []))
-        requested = args[0] if args else env.get("agi_extension", "")
+        leg_id, channel, linked_id = identity
+        args = [clean_caller_text(a) for a in getattr(agi, "args", [])]
+        requested = args[0] if args else clean_caller_text(env.get("agi_extension", ""))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._agi_calls[leg_id] = (agi, done)
         self._translator.track(leg_id)
-        self._translator.channels[leg_id] = env.get("agi_channel", leg_id)
+        self._translator.channels[leg_id] = channel
         try:
-            cid = CallerId(_known(env.get("agi_callerid")), _known(env.get("agi_calleridname")))
+            cid, raw = _caller(_known(env.get("agi_callerid")), _known(env.get("agi_calleridname")))
             self._emit(CallArrived(
                 leg_id=leg_id,
                 caller_id=cid,
-                dnis=_known(env.get("agi_dnid")) or _known(env.get("agi_extension")),
+                dnis=clean_caller_text(_known(env.get("agi_dnid")) or _known(env.get("agi_extension"))),
                 variables={
                     "queue": requested,
                     "priority": args[1] if len(args) > 1 else "",
-                    "script": env.get("agi_network_script", ""),
+                    "script": clean_caller_text(env.get("agi_network_script", "")),
                 },
                 node=self.node,
+                linked_id=linked_id,
+                caller_raw=raw,
             ))
             try:
                 await asyncio.wait_for(asyncio.shield(done), AGI_DECISION_TIMEOUT)
@@ -225,6 +323,37 @@ class AsteriskDriver:
                 log.warning("agi.no_decision", leg=leg_id, timeout=AGI_DECISION_TIMEOUT)
         finally:
             self._agi_calls.pop(leg_id, None)
+
+    async def _agi_identity(self, agi: Any) -> tuple[str, str, str] | None:
+        """``(uniqueid, channel, linkedid)`` as the channel itself reports them.
+
+        The environment is only a claim: res_agi.c setup_env() writes caller
+        data unescaped, so a caller ID name can add ``agi_channel`` /
+        ``agi_uniqueid`` lines.  The AGI socket belongs to exactly one
+        channel, so we ask it, and cross-check with what AMI saw of that
+        uniqueid.  None: the call is gone or its identity does not hold up.
+        """
+        env = agi.env
+        try:
+            reply = await agi.get_full_variable(_IDENTITY_EXPR, timeout=AGI_IDENTITY_TIMEOUT)
+        except Exception as exc:
+            log.info("agi.identity_unknown", error=str(exc) or type(exc).__name__)
+            return None
+        uid, _, rest = (reply or "").partition("|")
+        channel, _, linked_id = rest.partition("|")
+        if not uid or not channel:
+            log.warning("agi.identity_unknown", reply=(reply or "")[:80])
+            return None
+        if getattr(agi, "tampered", False) or env.get("agi_uniqueid") != uid or env.get("agi_channel") != channel:
+            # never log the forged values themselves verbatim: escape them
+            log.warning("agi.forged_environment", leg=uid, channel=channel,
+                        forged=list(getattr(agi, "forged", ())),
+                        claimed=escape_caller_text(env.get("agi_channel", ""))[:80])
+        seen = self._translator.seen.get(uid)
+        if seen is not None and seen[0] != channel:
+            log.error("agi.identity_mismatch", leg=uid, agi_channel=channel, ami_channel=seen[0])
+            return None
+        return uid, channel, linked_id or (seen[1] if seen else "")
 
     # ------------------------------------------------------------ commands
     def _control(self) -> AmiControl:
@@ -255,6 +384,12 @@ class AsteriskDriver:
         self._translator.originating(aid, request.leg_id)
         try:
             await ami.action("Originate", headers, action_id=aid)
+        except Timeout:
+            # No answer to the action, yet Asterisk may still place the call:
+            # whatever shows up for this leg is hung up at once.
+            self._translator.originate_refused(aid)
+            self._late.add(request.leg_id)
+            raise
         except BaseException:
             self._translator.originate_refused(aid)
             raise
@@ -270,7 +405,7 @@ class AsteriskDriver:
                 await asyncio.wait_for(arriving.wait(), HOLD_ARRIVAL_TIMEOUT)
             except TimeoutError:
                 raise CommandFailed(f"caller {leg_a} did not reach the hold context") from None
-        a, b = self._translator.channel_name(leg_a), self._translator.channel_name(leg_b)
+        a, b = await self._channel_for_bridge(leg_a), await self._channel_for_bridge(leg_b)
         await ami.action("Bridge", [("Channel1", a), ("Channel2", b), ("Tone", "no")])
         self._held.discard(leg_a)
         # When the bridge ends Asterisk resumes the caller after the
@@ -279,6 +414,25 @@ class AsteriskDriver:
         # instead of holding it again.  Set only once bridged: set earlier, a
         # caller leaving MusicOnHold at that instant would be hung up.
         await ami.action("Setvar", [("Channel", a), ("Variable", "CC_CONNECTED"), ("Value", "1")])
+
+    async def _channel_for_bridge(self, leg_id: str) -> str:
+        """The leg's channel name, waiting briefly when its Newchannel has
+        not arrived yet (OriginateResponse can come first).  Never a bare
+        id: see AmiTranslator.known_channel."""
+        name = self._translator.known_channel(leg_id)
+        if name is not None:
+            return name
+        event = self._named.setdefault(leg_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), CHANNEL_NAME_TIMEOUT)
+        except TimeoutError:
+            raise CommandFailed(f"no channel name known for leg {leg_id}: not bridging by bare id") from None
+        finally:
+            self._named.pop(leg_id, None)
+        name = self._translator.known_channel(leg_id)
+        if name is None:
+            raise CommandFailed(f"no channel name known for leg {leg_id}")
+        return name
 
     async def hangup(self, leg_id: str, cause: int = 16) -> None:
         pending = self._agi_calls.get(leg_id)
@@ -436,19 +590,30 @@ class AsteriskDriver:
         self._startup = startup
         self._shutting_down = False
         _resp, items = await ami.action_list("Status", [
-            ("Variables", "CC_CALL_ID,CC_QUEUE,CC_ENQUEUED,CC_PRIORITY,CC_SKILLS,CC_CONNECTED"),
+            ("Variables", "CC_CALL_ID,CC_QUEUE,CC_ENQUEUED,CC_PRIORITY,CC_SKILLS,CC_CONNECTED,CC_AGENT"),
         ], timeout=SNAPSHOT_TIMEOUT)
+        devices = await self._device_states(ami)
         legs: set[str] = set()
         waiting: list[WaitingCall] = []
+        agent_items: list[tuple[str, str, dict[str, str]]] = []
+        bridges: dict[str, list[str]] = {}
+        names: dict[str, str] = {}
         self._held.clear()
         for item in items:
             uid = item.get("Uniqueid") or ""
             if not uid:
                 continue
             legs.add(uid)
+            channel = names[uid] = item.get("Channel") or uid
             variables = dict(
                 v.split("=", 1) for v in item.get_all("Variable") if "=" in v
             )
+            bridge_id = item.get("BridgeID") or ""
+            if bridge_id:
+                bridges.setdefault(bridge_id, []).append(uid)
+            if _unset(variables.get("CC_AGENT")) and not (channel.startswith("Local/") and channel.endswith(";2")):
+                agent_items.append((uid, bridge_id, variables))
+                continue
             if item.get("Context") != self._contexts.hold or variables.get("CC_CONNECTED") == "1":
                 continue
             queue = variables.get("CC_QUEUE", "")
@@ -476,6 +641,34 @@ class AsteriskDriver:
                 caller_id=CallerId(item.get("CallerIDNum") or "", item.get("CallerIDName") or ""),
                 skills=parse_skills(variables.get("CC_SKILLS", "")),
             ))
-        waiting.sort(key=lambda w: w.enqueued_at)
-        log.info("asterisk.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)
-        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted)
+        waiting.sort(key=lambda w: (w.enqueued_at, _uniqueid_order(w.leg_id)))
+        agents = []
+        agent_uids = {uid for uid, _, _ in agent_items}
+        for uid, bridge_id, variables in agent_items:
+            peers = [p for p in bridges.get(bridge_id, ()) if p != uid and p not in agent_uids] if bridge_id else []
+            agents.append(LiveAgentLeg(
+                leg_id=uid, agent=variables.get("CC_AGENT", ""), call_id=_unset(variables.get("CC_CALL_ID")),
+                bridged_to=peers[0] if peers else "", queue=_unset(variables.get("CC_QUEUE")),
+            ))
+            for leg in (uid, *peers[:1]):
+                self._translator.track(leg)
+                self._translator.channels[leg] = names[leg]
+        log.info("asterisk.snapshot", node=self.node, channels=len(legs), waiting=len(waiting),
+                 agent_legs=len(agents), restarted=restarted)
+        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted,
+                           devices=devices, agent_legs=tuple(agents))
+
+
+def _unset(value: str | None) -> str:
+    """A channel variable from Status: ``(null)`` and absent are both unset."""
+    return "" if value in (None, "(null)") else value
+
+
+def _uniqueid_order(uid: str) -> tuple[float, int, str]:
+    """Asterisk uniqueids (``1795396180.71``) in creation order: epoch, then
+    the sequence number as a number (``.100`` after ``.71``)."""
+    head, _, seq = uid.partition(".")
+    try:
+        return float(head), int(seq), uid
+    except ValueError:
+        return float("inf"), 0, uid

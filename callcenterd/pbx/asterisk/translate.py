@@ -92,6 +92,9 @@ class AmiTranslator:
     originates: dict[str, str] = field(default_factory=dict)  # ActionID -> leg id
     channels: dict[str, str] = field(default_factory=dict)  # uniqueid -> channel name
     bridges: dict[str, set[str]] = field(default_factory=dict)  # bridge id -> tracked legs
+    #: every live channel AMI told us about: uniqueid -> (channel name, linkedid).
+    #: The cross-check for a FastAGI session's identity; dropped at Hangup.
+    seen: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ tracking
     def track(self, leg_id: str) -> None:
@@ -114,9 +117,19 @@ class AmiTranslator:
             leg.we_hung_up = True
 
     def channel_name(self, leg_id: str) -> str:
-        """The channel name to address a leg by (uniqueid works too, but
-        a name is cheaper for Asterisk to look up)."""
+        """The channel name to address a leg by, or the bare id when no name
+        is known (hang-ups only: see :meth:`known_channel`)."""
         return self.channels.get(leg_id, leg_id)
+
+    def known_channel(self, leg_id: str) -> str | None:
+        """The channel name seen for a leg, or None.
+
+        A bare id is not safe to act on: Asterisk's channel lookup
+        (main/channel.c ast_channel_get_by_name_prefix) also matches a
+        *prefix* of a uniqueid, so leg ``X`` can resolve to its Local ``;2``
+        half ``X-2`` when the ``;1`` half's Newchannel is not in yet.
+        """
+        return self.channels.get(leg_id)
 
     def forget(self, leg_id: str) -> None:
         self.legs.pop(leg_id, None)
@@ -127,6 +140,7 @@ class AmiTranslator:
         their OriginateResponse on this session."""
         self.originates.clear()
         self.bridges.clear()
+        self.seen.clear()
 
     # --------------------------------------------------------------- events
     def feed(self, msg: AmiMessage) -> list[PbxEvent]:
@@ -137,8 +151,11 @@ class AmiTranslator:
 
     def _newchannel(self, msg: AmiMessage) -> list[PbxEvent]:
         uid = msg.get("Uniqueid") or ""
-        if uid in self.legs:
-            self.channels[uid] = msg.get("Channel") or uid
+        channel = msg.get("Channel") or ""
+        if uid and channel:
+            self.seen[uid] = (channel, msg.get("Linkedid") or "")
+            if uid in self.legs:
+                self.channels[uid] = channel
         return []
 
     def _newstate(self, msg: AmiMessage) -> list[PbxEvent]:
@@ -158,6 +175,11 @@ class AmiTranslator:
         if leg is None or leg.ended:
             return []
         leg.awaiting_response = False
+        channel = msg.get("Channel") or ""
+        if msg.get("Uniqueid") == leg_id and channel and leg_id not in self.channels:
+            # It can come before the leg's Newchannel; it names the ;1 half,
+            # the one our ChannelId belongs to.
+            self.channels[leg_id] = channel
         if msg.get("Response") == "Success":
             leg.answered = True
             return [LegAnswered(leg_id)]
@@ -186,6 +208,7 @@ class AmiTranslator:
 
     def _hangup(self, msg: AmiMessage) -> list[PbxEvent]:
         uid = msg.get("Uniqueid") or ""
+        self.seen.pop(uid, None)
         leg = self.legs.get(uid)
         if leg is None:
             return []

@@ -13,6 +13,9 @@ State machine::
 * ``on_connected(session)`` is awaited BEFORE events are delivered, so the
   driver can take a snapshot (CoreShowChannels, QueueStatus) and resync; events
   that arrive meanwhile wait in the session's bounded queue.
+* ``on_ready(session)`` is awaited once the state is CONNECTED (actions are
+  accepted) and just before the first event is delivered: the moment a
+  driver may tell the core that the PBX is up.
 * Actions are never re-sent: while not CONNECTED, :meth:`AmiSupervisor.action`
   raises :class:`ConnectionLost` at once, and actions pending on a dropped
   session fail with ConnectionLost too.
@@ -74,6 +77,7 @@ class AmiSupervisor:
         md5: bool = False,
         events: str | Sequence[str] = "on",
         on_connected: OnConnected | None = None,
+        on_ready: OnConnected | None = None,
         on_disconnected: OnDisconnected | None = None,
         on_event: OnEvent | None = None,
         backoff_initial: float = BACKOFF_INITIAL,
@@ -90,6 +94,7 @@ class AmiSupervisor:
         self._md5 = md5
         self._events = events
         self._on_connected = on_connected
+        self._on_ready = on_ready
         self._on_disconnected = on_disconnected
         self._on_event = on_event
         self._session_kwargs = session_kwargs
@@ -217,6 +222,12 @@ class AmiSupervisor:
         self._backoff.reset()
         self._login_backoff.reset()
         self._log.info("ami connected", connects=self.connects)
+        if self._on_ready is not None:
+            # actions are accepted from here on; events start right after
+            try:
+                await call_back(self._on_ready, session)
+            except Exception:
+                self._log.exception("ami on_ready failed")
         pump = None
         if self._on_event is not None:  # else the driver reads session.events() itself
             pump = asyncio.get_running_loop().create_task(self._pump(session), name="ami-events")

@@ -89,3 +89,90 @@ def test_pbx_up_closes_callers_whose_leg_is_gone():
     assert {e.call_id: e.outcome for e in of(out, f.CallEnded)} == {"talk": "answered", "gone": "abandoned"}
     assert offered(out) == [("stays", "a1")]
     assert agent_leg not in {o.request.leg_id for o in of(out, cmd.Originate)}
+
+
+# ----------------------------------------- a complete snapshot, then routing
+def _restarted_daemon(agents=("a1", "a2")):
+    """A fresh ACD after our crash: agents logged back in from the store,
+    the node not up yet (the wiring marks it down until its first PbxUp)."""
+    r = Rig([Q()], [A(a) for a in agents], login=False)
+    r.run(r.acd.pbx_down("pbx1"))
+    for a in agents:
+        r.run(r.acd.agent_login(a))
+    r.clock.now = T0 + 100
+    return r
+
+
+def test_an_agent_still_talking_from_before_the_crash_is_on_call_not_offered():
+    from callcenterd.pbx.api import LiveAgentLeg
+
+    r = _restarted_daemon()
+    snap = PbxSnapshot(
+        legs=frozenset({"cl-old", "al-old", "cl-1", "cl-2"}),
+        waiting=(WaitingCall("cl-1", "sales", T0 + 10, call_id="w1"), WaitingCall("cl-2", "sales", T0 + 20, call_id="w2")),
+        agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue="sales"),),
+    )
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert offered(out) == [("w1", "a2")]  # a1 is busy with the pre-crash call
+    assert r.acd.agent_state("a1")["state"] == "on-call" and r.acd.agent_state("a1")["call_ids"] == ["old"]
+    # the pre-crash call ends: a1 takes the next caller (after wrap-up, none here)
+    done = r.run(r.acd.leg_hung_up("cl-old", "answered"))
+    assert of(done, f.CallCompleted)[0].call_id == "old" and hangups(done) == ["al-old"]
+    assert offered(done) == [("w2", "a1")]
+
+
+def test_device_states_in_the_snapshot_apply_before_the_first_offer():
+    from callcenterd.pbx.api import DeviceStatus
+
+    r = _restarted_daemon()
+    snap = PbxSnapshot(legs=frozenset({"cl-1"}), waiting=(WaitingCall("cl-1", "sales", T0, call_id="w1"),),
+                       devices={"PJSIP/a1": DeviceStatus.INUSE})
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert offered(out) == [("w1", "a2")]  # a1's phone is busy: never offered, not even once
+
+
+def test_an_orphaned_agent_leg_is_hung_up_after_a_restart():
+    from callcenterd.pbx.api import LiveAgentLeg
+
+    r = _restarted_daemon()
+    snap = PbxSnapshot(legs=frozenset({"al-x"}), agent_legs=(LiveAgentLeg("al-x", "a1", call_id="gone"),))
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert hangups(out) == ["al-x"]
+    assert r.acd.agent_state("a1")["state"] == "available"
+
+
+def test_readopted_callers_with_equal_stamps_keep_the_snapshot_order():
+    r = _restarted_daemon(agents=())
+    waiting = tuple(WaitingCall(f"1700000000.{n}", "sales", T0, call_id=f"c{n}") for n in (71, 100, 9))
+    r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset(w.leg_id for w in waiting), waiting=waiting)))
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["c71", "c100", "c9"]
+
+
+def test_nothing_is_offered_while_the_node_waits_for_its_snapshot():
+    r = _restarted_daemon()
+    out = r.call("sales", call_id="early")
+    assert offered(out) == []
+    assert offered(r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"cleg-early"}))))) == [("early", "a1")]
+
+
+def test_a_caller_held_without_our_decision_is_adopted_once_in_its_place():
+    r = Rig([Q()], [A("a1")], login=False)
+    r.clock.now = T0 + 30
+    r.call("sales", call_id="newer")
+    out = r.run(r.acd.caller_held("pbx1", WaitingCall("leg-h", "sales", T0, call_id="held")))
+    assert [e.call_id for e in of(out, f.CallerEnqueued)] == ["held"] and of(out, f.CallerEnqueued)[0].readopted
+    assert of(out, cmd.Hold) == []  # the dialplan holds it already
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["held", "newer"]
+    assert r.acd.caller_held("pbx1", WaitingCall("leg-h", "sales", T0, call_id="held")) == []
+    assert offered(r.run(r.acd.agent_login("a1"))) == [("held", "a1")]
+
+
+def test_an_originate_timeout_withdraws_the_offer_without_blaming_the_agent():
+    r = Rig([Q(retry_delay=5)], [A("a1", max_missed=1), A("a2")])
+    r.call("sales", call_id="c1")
+    leg = leg_for(r.out, "a1")
+    out = r.run(r.acd.offer_lost(leg))
+    ring = of(out, f.AgentRingNoAnswer)[0]
+    assert ring.reason == "pbx-timeout" and hangups(out) == []  # the driver hangs up a late leg itself
+    assert offered(out) == [("c1", "a2")]
+    assert not r.acd.agent_state("a1")["paused"] and r.acd.agent_state("a1")["missed"] == 0
