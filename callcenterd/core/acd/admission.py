@@ -153,7 +153,7 @@ class Admission(AcdState):
                 continue
             share = 1.0
             if len(a.spec.queues) > 1:  # shared: split by the callers waiting in each of its queues
-                share = demand / (demand + sum(counts[o] for o in a.spec.queues if o != qn))
+                share = demand / (demand + sum(counts[o] + 1 for o in a.spec.queues if o != qn))
             leg = next((lg for lg in a.legs.values() if lg.answered_at is not None), None)
             if leg is not None:
                 wrap = a.spec.wrapup_time if a.spec.wrapup_time is not None else self._queues[leg.queue].wrapup_time

@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 #: EWMA weight of a new sample once warmed up; before that, a running mean
 #: in which the configured prior counts as one sample.
 STATS_ALPHA = 0.01
+ABANDON_ALPHA = 0.002  # abandons are rarer than calls: a longer memory (about 500 callers)
 TALK_CV_PRIOR = 1.0  # talk-time coefficient of variation assumed before data
 ANSWER_PRIOR = 4.0  # seconds from offer to answer assumed before data
 _CV_RANGE = (0.2, 3.0)
@@ -78,7 +79,7 @@ class HandleStats:
         self.answer_mean += w * (delay - self.answer_mean)
 
     def add_wait(self, seconds: float, abandoned: bool) -> None:
-        keep = 1.0 - STATS_ALPHA
+        keep = 1.0 - ABANDON_ALPHA
         self.abandons = self.abandons * keep + (1.0 if abandoned else 0.0)
         self.waited = self.waited * keep + max(seconds, 0.0)
 
