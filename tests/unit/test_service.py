@@ -181,3 +181,24 @@ async def test_restored_agents_are_back_without_new_queue_log_membership_lines(c
     assert c.acd.agent_state("1001")["state"] == "paused"
     assert not [x for x in seen if isinstance(x, (f.AgentLoggedIn, f.AgentPaused))]
     assert [x.state for x in seen if isinstance(x, f.AgentStateChanged) and x.agent == "1001"][-1] == "paused"
+
+
+async def test_a_completed_call_saves_the_queues_handle_stats_to_the_store(center, tmp_path):
+    """The talk time just measured reaches the store, so estimates survive a restart."""
+    from callcenterd.store.sqlite import SqliteStore
+
+    c, driver, seen = center
+    store = await SqliteStore.open(tmp_path / "state.db")
+    c._store = store
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    leg = next(call[1].leg_id for call in driver.calls if call[0] == "originate")
+    c.emit(LegAnswered(leg))
+    await asyncio.sleep(0.05)
+    c.emit(LegHungUp("caller-1", Outcome.ANSWERED))
+    await asyncio.sleep(0.1)
+    saved = await store.load_handle_stats()
+    await store.close()
+    assert saved["support"]["samples"] == 1
+    assert saved["support"]["talk_mean"] < 120  # the prior moved towards the ~0.05 s call
