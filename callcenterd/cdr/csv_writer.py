@@ -45,6 +45,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "completed_by",
     "readopted",
     "queue_path",
+    "staffed_at_entry",
 )
 _TIME_COLUMNS = {"started_at", "enqueued_at", "answered_at", "ended_at"}
 

@@ -102,7 +102,7 @@ class Admission(AcdState):
         est = self._estimate(call, pos, now)
         call.orig_position, call.estimate = pos, est
         out.append(CallerEnqueued(now, call.call_id, q.name, pos, call.priority, call.caller_id.number, est,
-                                  readopted))
+                                  readopted, self._stats(call.node, q.name).staffed))
         spec = HoldSpec(q.moh_class, q.announce_every, pos, est)
         if readopted:
             out.append(UpdateHold(call.node, call.leg_id, spec))

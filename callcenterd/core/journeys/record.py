@@ -62,6 +62,7 @@ class QueueSegment:
     exit_position: int | None = None
     result: str = "waiting"
     overflow_to: str = ""
+    staffed: int | None = None  # agents staffed in the queue on entry (for the naive estimate)
 
     @property
     def wait_s(self) -> float | None:
@@ -101,6 +102,7 @@ class Journey:
     attempts: list[AgentAttempt] = field(default_factory=list)
     transfers: list[dict[str, Any]] = field(default_factory=list)  # filled by a later stage
     ivr: list[dict[str, Any]] = field(default_factory=list)  # filled by a later stage
+    staffed_at_entry: int | None = None  # agents staffed in the first queue on entry
 
     @property
     def is_open(self) -> bool:
