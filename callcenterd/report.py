@@ -178,7 +178,8 @@ _COLUMNS = {
     "queue": [("offered", "offered"), ("answered", "answered"), ("abandoned", "abandoned"),
               ("short", "short_abandoned"), ("timeout", "timed_out"), ("empty", "exited_empty"),
               ("rejected", "rejected"), ("ASA s", "asa_s"), ("AHT s", "aht_s"), ("SL %", "service_level_pct"),
-              ("abandon %", "abandon_rate_pct"), ("est. MAE s", "estimate_mae_s")],
+              ("abandon %", "abandon_rate_pct"), ("est. MAE s", "estimate_mae_s"),
+              ("est. bias s", "estimate_bias_s"), ("naive MAE s", "naive_mae_s"), ("naive bias s", "naive_bias_s")],
     "agent": [("offered", "offered"), ("answered", "answered"), ("no answer", "ring_no_answer"),
               ("ASA s", "asa_s"), ("AHT s", "aht_s"), ("occupancy %", "occupancy_pct")],
 }

@@ -287,6 +287,9 @@ class CallCenter:
             if journey is not None:
                 data = journey.to_dict()
                 self._store_ops.put_nowait(lambda: store.save_open_journey(fact.call_id, data))
+        if isinstance(fact, facts.CallCompleted):  # the queue's handle-time statistics changed
+            stats = self.acd.handle_stats(fact.queue)
+            self._store_ops.put_nowait(lambda: store.save_handle_stats(fact.queue, stats, fact.at))
         if isinstance(fact, facts.CallEnded):
             self._store_ops.put_nowait(lambda: store.remove_open_journey(fact.call_id))
         elif isinstance(fact, (facts.AgentLoggedIn, facts.AgentLoggedOut, facts.AgentPaused, facts.AgentUnpaused)):

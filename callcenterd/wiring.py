@@ -46,6 +46,7 @@ def queue_specs(config: Config) -> list[QueueSpec]:
             ring_time=float(q.ring_time),
             retry_delay=float(q.retry_delay),
             wrapup_time=float(q.wrapup_time),
+            talk_time_prior=float(q.talk_time_prior),
             max_wait=float(q.max_wait),
             max_callers=q.max_callers,
             join_empty=q.join_empty,
@@ -171,6 +172,7 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
               log=structlog.get_logger("callcenterd.acd"))  # debug: why each agent was chosen
     saved_agents: dict[str, Any] = {}
     if store is not None:
+        acd.import_handle_stats(await store.load_handle_stats())  # wait estimates survive a restart
         saved_agents = {
             agent: {"logged_in": s["logged_in"], "paused": s["paused"], "reason": s.get("reason", "")}
             for agent, s in (await store.load_agents()).items()

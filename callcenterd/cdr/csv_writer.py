@@ -48,6 +48,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "pbx_uniqueid",
     "pbx_linkedid",
     "caller_name_raw",
+    "staffed_at_entry",
 )
 _TIME_COLUMNS = {"started_at", "enqueued_at", "answered_at", "ended_at"}
 

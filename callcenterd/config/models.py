@@ -320,6 +320,7 @@ class QueueConfig(_Strict):
     ring_time: PositiveSeconds = 15
     retry_delay: Seconds = 5
     wrapup_time: Seconds = 10
+    talk_time_prior: PositiveSeconds = 120  # mean talk assumed for wait estimates until calls are measured
     max_wait: Seconds = 0  # 0 = unlimited
     overflow: Overflow | None = None
     max_callers: Annotated[int, Field(ge=0)] = 0  # 0 = unlimited

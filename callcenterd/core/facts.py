@@ -40,6 +40,7 @@ class CallerEnqueued:
     caller_number: str = ""
     wait_estimate: float | None = None  # seconds, the estimate given on entry
     readopted: bool = False  # True when re-adopted after a restart
+    staffed: int | None = None  # agents staffed (logged in, not paused) in the queue on entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,13 @@ class Store(Protocol):
     async def load_waiting(self) -> list[dict[str, Any]]:
         """Waiting callers, oldest ``enqueued_at`` first (ties in save order)."""
 
+    # ---------------------------------------------------- handle-time stats
+    async def save_handle_stats(self, queue: str, stats: dict[str, Any], at: float) -> None:
+        """Keep one queue's handle-time statistics for wait estimates (upsert)."""
+
+    async def load_handle_stats(self) -> dict[str, dict[str, Any]]:
+        """Every queue's saved statistics, keyed by queue."""
+
     # --------------------------------------------------------- open journeys
     async def save_open_journey(self, call_id: str, data: dict[str, Any]) -> None:
         """Checkpoint a journey that has not ended yet (upsert)."""

@@ -61,6 +61,15 @@ MIGRATIONS: tuple[str, ...] = (
         data    TEXT NOT NULL  -- JSON object
     );
     """,
+    # 2: each queue's handle-time statistics for wait estimates (a new table:
+    # an existing file keeps every row it had)
+    """
+    CREATE TABLE handle_stats (
+        queue TEXT PRIMARY KEY,
+        data  TEXT NOT NULL,  -- JSON object (HandleStats.to_dict)
+        at    REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -222,6 +231,21 @@ class SqliteStore:
                 "caller_name": name, "skills": self._decode(skills, "waiting", call_id),
             })
         return out
+
+    # ---------------------------------------------------- handle-time stats
+    async def save_handle_stats(self, queue: str, stats: dict[str, Any], at: float) -> None:
+        row = (_key(queue, "queue"), _json_object(stats, "handle stats"), _time(at, "at"))
+        await self._run(lambda c: c.execute(
+            "INSERT INTO handle_stats (queue, data, at) VALUES (?, ?, ?)"
+            " ON CONFLICT (queue) DO UPDATE SET data = excluded.data, at = excluded.at",
+            row,
+        ))
+
+    async def load_handle_stats(self) -> dict[str, dict[str, Any]]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT queue, data FROM handle_stats ORDER BY queue"
+        ).fetchall())
+        return {queue: self._decode(data, "handle_stats", queue) for queue, data in rows}
 
     # --------------------------------------------------------- open journeys
     async def save_open_journey(self, call_id: str, data: dict[str, Any]) -> None:

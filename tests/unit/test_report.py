@@ -65,7 +65,8 @@ def test_table_by_queue(cdr_dir):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["queue", "offered", "answered", "abandoned", "short", "timeout", "empty",
-                                "rejected", "ASA", "s", "AHT", "s", "SL", "%", "abandon", "%", "est.", "MAE", "s"]
+                                "rejected", "ASA", "s", "AHT", "s", "SL", "%", "abandon", "%", "est.", "MAE", "s",
+                                "est.", "bias", "s", "naive", "MAE", "s", "naive", "bias", "s"]
     sales = lines[2].split()
     # 3 offered, 2 answered, 1 abandoned; 'ends-next-day' enqueued 23:54 on 05-01 also counts
     assert sales[:4] == ["sales", "4", "3", "1"]
@@ -143,3 +144,20 @@ def test_parse_when_is_explicit_about_zones():
 def test_main_entry_point(cdr_dir, capsys):
     assert main(["--from", "2024-05-01", "--to", "2024-05-02", "--dir", str(cdr_dir), "--utc"]) == 0
     assert "sales" in capsys.readouterr().out
+
+
+def test_report_shows_our_estimate_error_next_to_the_naive_formulas(tmp_path):
+    """Both errors come from the journeys: ours from wait_estimate, the naive one from
+    position x mean talk / staffed agents at entry."""
+    w = JsonlJourneyWriter(tmp_path, tz=UTC)
+    for call_id, at, hold, talk, position, estimate in (("e1", T, 10, 100, 1, 12.0), ("e2", T + 60, 30, 300, 2, 26.0)):
+        j = answered(call_id, at, hold, talk)
+        j.position_at_entry, j.staffed_at_entry, j.wait_estimate = position, 4, estimate
+        j.queues[0].position, j.queues[0].staffed, j.queues[0].wait_estimate = position, 4, estimate
+        w.write(j)
+    w.close()
+    code, out, err = run(["--from", "2024-05-01", "--to", "2024-05-01", "--utc", "--dir", str(tmp_path)])
+    assert code == 0, err
+    sales = out.splitlines()[2].split()
+    # ours: errors +2, -4 -> MAE 3, bias -1; naive (mean talk 200, 4 agents): 50 - 10 = +40, 100 - 30 = +70
+    assert sales[-4:] == ["3.0", "-1.0", "55.0", "55.0"]

@@ -219,3 +219,22 @@ async def test_the_journey_carries_the_pbx_ids_and_the_raw_caller_name(center):
     assert (started.pbx_uniqueid, started.pbx_linkedid, started.caller_name_raw) == ("1795.4", "1795.2", "Bob\\r")
     journey = c._journeys.get(started.call_id)
     assert (journey.pbx_uniqueid, journey.pbx_linkedid, journey.caller_name_raw) == ("1795.4", "1795.2", "Bob\\r")
+async def test_a_completed_call_saves_the_queues_handle_stats_to_the_store(center, tmp_path):
+    """The talk time just measured reaches the store, so estimates survive a restart."""
+    from callcenterd.store.sqlite import SqliteStore
+
+    c, driver, seen = center
+    store = await SqliteStore.open(tmp_path / "state.db")
+    c._store = store
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    leg = next(call[1].leg_id for call in driver.calls if call[0] == "originate")
+    c.emit(LegAnswered(leg))
+    await asyncio.sleep(0.05)
+    c.emit(LegHungUp("caller-1", Outcome.ANSWERED))
+    await asyncio.sleep(0.1)
+    saved = await store.load_handle_stats()
+    await store.close()
+    assert saved["support"]["samples"] == 1
+    assert saved["support"]["talk_mean"] < 120  # the prior moved towards the ~0.05 s call

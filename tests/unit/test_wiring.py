@@ -27,6 +27,7 @@ def test_example_config_maps_onto_acd_specs():
     assert sales.overflow_queue == "support" and sales.max_wait == 300
     assert sales.skill_relax == ((60.0, 2), (120.0, 4))  # min_level_delta -2/-4 -> drops 2/4
     assert sales.join_empty == "strict" and queues["support"].leave_empty == "no"
+    assert queues["support"].talk_time_prior == 120.0  # documented default of the estimate's prior
     agents = {a.id: a for a in agent_specs(config)}
     assert agents["1003"].penalty == {"sales": 1, "support": 1}
     assert agents["1001"].node == "ast1"  # the only node

@@ -4,12 +4,13 @@ times out, leaves when empty, overflows or abandons."""
 from __future__ import annotations
 
 import itertools
-from typing import Mapping
+from typing import Any, Mapping
 
 from callcenterd.core.acd.errors import DuplicateCall, UnknownQueue
 from callcenterd.core.acd.specs import QueueSpec, Strategy
 from callcenterd.core.acd.state import CAUSE_NORMAL, MAX_OVERFLOW_HOPS, AcdState, Output
-from callcenterd.core.acd.waiting import CallerEntry, estimate_wait
+from callcenterd.core.acd.estimate import BusyAgent, HandleStats, QueueView, estimate_wait
+from callcenterd.core.acd.waiting import CallerEntry
 from callcenterd.core.commands import Hangup, Hold, Redirect, UpdateHold
 from callcenterd.core.facts import (
     CallEnded,
@@ -101,7 +102,7 @@ class Admission(AcdState):
         est = self._estimate(call, pos, now)
         call.orig_position, call.estimate = pos, est
         out.append(CallerEnqueued(now, call.call_id, q.name, pos, call.priority, call.caller_id.number, est,
-                                  readopted))
+                                  readopted, self._stats(call.node, q.name).staffed))
         spec = HoldSpec(q.moh_class, q.announce_every, pos, est)
         if readopted:
             out.append(UpdateHold(call.node, call.leg_id, spec))
@@ -130,11 +131,57 @@ class Admission(AcdState):
         call.covers_base = all(call.requirement.get(s, 0) >= lvl for s, lvl in q.skills.items())
 
     def _estimate(self, call: CallerEntry, position: int, now: float) -> float | None:
-        st = self._stats(call.node, call.queue)
-        idx = self._ready.get((call.node, call.queue))
-        est = estimate_wait(position, st.staffed, len(idx) if idx else 0, st.busy, st.busy_since_sum, now,
-                            self._aht[call.queue])
-        return None if est is None else round(est, 1)
+        """Gather the queue's view for :func:`estimate_wait` (None when nobody is staffed)."""
+        node, qn = call.node, call.queue
+        if self._stats(node, qn).staffed <= 0:
+            return None
+        calls = self._calls
+        ahead = sum(1 for key in itertools.islice(self._line(call).waiting, position - 1)
+                    if not calls[key[-1]].rings)  # callers being offered are not ahead
+        idx = self._ready.get((node, qn))
+        ready = len(idx) if idx else 0
+        busy = self._busy_agents(node, qn, ahead + 1, now) if ahead >= ready else []
+        q = self._queues[qn]
+        return round(estimate_wait(QueueView(ahead, ready, busy, q.wrapup_time, self._handle[qn])), 1)
+
+    def _busy_agents(self, node: str, qn: str, demand: int, now: float) -> list[BusyAgent]:
+        """Each staffed, not-ready agent of the queue: what it is doing and its share of this queue."""
+        out = []
+        counts = self._queue_count
+        for a in self._queue_agents[qn]:
+            if not a.indexed_staffed or a.indexed_ready or a.spec.node != node:
+                continue
+            share = 1.0
+            if len(a.spec.queues) > 1:  # shared: split by the callers waiting in each of its queues
+                share = demand / (demand + sum(counts[o] + 1 for o in a.spec.queues if o != qn))
+            leg = next((lg for lg in a.legs.values() if lg.answered_at is not None), None)
+            if leg is not None:
+                wrap = a.spec.wrapup_time if a.spec.wrapup_time is not None else self._queues[leg.queue].wrapup_time
+                out.append(BusyAgent(wrap, now - leg.answered_at, share=share))
+            elif a.legs:
+                leg = next(iter(a.legs.values()))
+                wrap = a.spec.wrapup_time if a.spec.wrapup_time is not None else self._queues[leg.queue].wrapup_time
+                out.append(BusyAgent(wrap, ringing=True, share=share))
+            elif max(a.wrapup_until, a.backoff_until) > now:
+                out.append(BusyAgent(max(a.wrapup_until, a.backoff_until) - now, share=share))
+            else:  # busy with a call we did not set up: assume a whole call
+                out.append(BusyAgent(self._queues[qn].wrapup_time, ringing=True, share=share))
+        return out
+
+    def handle_stats(self, queue: str) -> dict[str, Any]:
+        """One queue's handle-time statistics as plain data, for the store."""
+        return self._handle[queue].to_dict()
+
+    def import_handle_stats(self, saved: Mapping[str, Mapping[str, Any]]) -> None:
+        """Re-apply statistics saved before a restart; unknown queues and bad rows are skipped."""
+        for queue, data in saved.items():
+            if queue not in self._handle:
+                continue
+            try:
+                self._handle[queue] = HandleStats.from_dict(data)
+            except (KeyError, TypeError, ValueError):
+                if self._log is not None:
+                    self._log.warning("acd.bad_handle_stats", queue=queue)
 
     def _leave_line(self, call: CallerEntry) -> None:
         if not call.in_line:
@@ -187,6 +234,7 @@ class Admission(AcdState):
         for leg in list(call.rings):
             self._withdraw(self._legs[leg], "caller-hangup", out)
         out.append(CallerAbandoned(now, call.call_id, call.queue, pos, call.orig_position, int(now - call.entered_at)))
+        self._handle[call.queue].add_wait(now - call.entered_at, abandoned=True)
         out.append(CallEnded(now, call.call_id, "abandoned"))
         self._drop_call(call)
 
@@ -199,6 +247,7 @@ class Admission(AcdState):
             self._withdraw(self._legs[leg], "caller-timeout" if why == "timeout" else "caller-exit", out)
         target, overflow_to = self._overflow_target(call, q)
         fact = CallerTimedOut if why == "timeout" else CallerExitEmpty
+        self._handle[q.name].add_wait(now - call.entered_at, abandoned=False)
         out.append(fact(now, call.call_id, q.name, pos, call.orig_position, int(now - call.entered_at), overflow_to))
         self._leave_line(call)
         self._cancel_call_timers(call)

@@ -15,7 +15,7 @@ from callcenterd.core.acd.state import (
     Output,
 )
 from callcenterd.core.acd.strategies import pick
-from callcenterd.core.acd.waiting import CallerEntry, update_aht
+from callcenterd.core.acd.waiting import CallerEntry
 from callcenterd.core.commands import Bridge, Hangup, Originate
 from callcenterd.core.facts import (
     AgentOffered,
@@ -41,6 +41,7 @@ class Routing(AcdState):
         agent = self._agents[al.agent_id]
         self._cancel("ring", leg_id)
         al.answered_at = now
+        self._handle[al.queue].add_answer(now - al.started_at, now - call.entered_at)
         call.agent_leg, call.agent_id, call.connected_at = leg_id, agent.id, now
         del call.rings[leg_id]
         self._leave_line(call)
@@ -293,7 +294,7 @@ class Routing(AcdState):
         wrapup = agent.spec.wrapup_time if agent.spec.wrapup_time is not None else q.wrapup_time
         agent.calls_taken[q.name] = agent.calls_taken.get(q.name, 0) + 1
         agent.talk_time[q.name] = agent.talk_time.get(q.name, 0.0) + talk
-        self._aht[q.name] = update_aht(self._aht[q.name], talk + wrapup)
+        self._handle[q.name].add_talk(talk)
         agent.idle_since, agent.key_dirty = now, True
         if agent.logout_pending and not agent.legs:
             self._do_logout(agent, out)

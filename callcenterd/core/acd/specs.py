@@ -84,7 +84,7 @@ class QueueSpec:
     progressive_every: float = 10.0  # ring-progressively: widen every N seconds ...
     progressive_initial: int = 1  # ... starting with this many agents ...
     progressive_add: int = 1  # ... adding this many each step
-    aht_initial: float = 180.0  # handle time assumed before any call completed
+    talk_time_prior: float = 120.0  # mean talk time assumed before any call completed (counts as one call)
 
     def __post_init__(self) -> None:
         check_safe(self.name, "queue name")
@@ -95,7 +95,7 @@ class QueueSpec:
         except ValueError:
             names = ", ".join(s.value for s in Strategy)
             raise ConfigError(f"queue {self.name!r}: unknown strategy {self.strategy!r} (one of {names})") from None
-        for attr in ("ring_time", "progressive_every", "aht_initial"):
+        for attr in ("ring_time", "progressive_every", "talk_time_prior"):
             if not getattr(self, attr) > 0:
                 raise ConfigError(f"queue {self.name!r}: {attr} must be > 0")
         for attr in ("retry_delay", "busy_backoff", "wrapup_time", "max_wait", "announce_every"):

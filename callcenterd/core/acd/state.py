@@ -13,6 +13,7 @@ import random
 from typing import Any, Callable, Iterable
 
 from callcenterd.core.acd.agents import AgentLeg, AgentRuntime
+from callcenterd.core.acd.estimate import HandleStats
 from callcenterd.core.acd.errors import UnknownAgent
 from callcenterd.core.acd.index import ReadyIndex
 from callcenterd.core.acd.specs import AgentSpec, ConfigError, QueueSpec, Strategy
@@ -83,7 +84,7 @@ class AcdState:
             for qn in a.spec.queues:
                 self._queue_agents[qn].append(a)
         self._queue_count: dict[str, int] = {name: 0 for name in self._queues}
-        self._aht: dict[str, float] = {q.name: q.aht_initial for q in self._queues.values()}
+        self._handle: dict[str, HandleStats] = {q.name: HandleStats.prior(q.talk_time_prior) for q in self._queues.values()}
         self._rr_last: dict[tuple[str, str], int] = {}
         self._calls: dict[str, CallerEntry] = {}
         self._legs: dict[str, CallerEntry | AgentLeg] = {}

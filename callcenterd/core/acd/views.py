@@ -30,7 +30,7 @@ class Views(AcdState):
                 "waiting": self._queue_count[q.name],
                 "staffed": staffed,
                 "available": ready,
-                "aht": round(self._aht[q.name], 1),
+                "aht": round(self._handle[q.name].talk_mean + q.wrapup_time, 1),
                 "longest_wait": round(now - min(oldest), 1) if oldest else 0.0,
             })
         return rows

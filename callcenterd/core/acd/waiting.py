@@ -1,4 +1,4 @@
-"""Waiting callers: ordering per (node, queue) and estimated wait.
+"""Waiting callers: ordering per (node, queue) (the estimated wait is in estimate.py).
 
 Order inside a queue is ``(-priority, enqueued_at, seq)``: higher priority
 first, then longest waiting.  Across the queues an agent serves, the queue
@@ -14,14 +14,10 @@ waiting caller: callers it cannot serve cost nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from callcenterd.core.acd.index import SortedBag
 from callcenterd.pbx.api import CallerId
-
-AHT_ALPHA = 0.1  # EWMA weight of the latest handled call in the queue's AHT
-
 
 @dataclass(slots=True, eq=False)
 class CallerEntry:
@@ -95,37 +91,3 @@ class StaffStats:
     staffed: int = 0
     busy: int = 0  # staffed but not ready (ringing, on call, wrap-up, back-off)
     busy_since_sum: float = 0.0
-
-
-def estimate_wait(position: int, staffed: int, ready: int, busy: int, busy_since_sum: float,
-                  now: float, aht: float) -> float | None:
-    """Estimated seconds until the caller at ``position`` reaches an agent.
-
-    A fluid model over the queue's live figures:
-
-    * nobody staffed -> ``None`` (unknown; never promise a number);
-    * fewer callers ahead than ready agents -> 0;
-    * otherwise the caller needs ``k = ahead - ready + 1`` agents to free up.
-      The ``busy`` agents each free one slot per AHT, and on average they
-      are ``elapsed`` into their current one, so
-      ``EWT = ceil(k / busy) * AHT - elapsed`` (elapsed capped below AHT).
-
-    AHT is the queue's moving average of talk + wrap-up.  Agents shared with
-    other queues make this optimistic; it is the figure app_queue-style
-    announcements expect, and the journey records it next to the real wait.
-    """
-    if staffed <= 0:
-        return None
-    ahead = position - 1
-    if ahead < ready:
-        return 0.0
-    servers = busy if busy > 0 else staffed
-    elapsed = 0.0
-    if busy > 0:
-        elapsed = min(max(now - busy_since_sum / busy, 0.0), 0.9 * aht)
-    rounds = math.ceil((ahead - ready + 1) / servers)
-    return max(0.0, rounds * aht - elapsed)
-
-
-def update_aht(current: float, sample: float) -> float:
-    return current + AHT_ALPHA * (sample - current)

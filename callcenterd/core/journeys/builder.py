@@ -105,6 +105,7 @@ class JourneyBuilder:
                 position=fact.position,
                 priority=fact.priority,
                 wait_estimate=fact.wait_estimate,
+                staffed=fact.staffed,
             )
         )
         if journey.enqueued_at is None:
@@ -113,6 +114,7 @@ class JourneyBuilder:
             journey.priority = fact.priority
             journey.position_at_entry = fact.position
             journey.wait_estimate = fact.wait_estimate
+            journey.staffed_at_entry = fact.staffed
         journey.final_queue = fact.queue
 
     def _ended(self, fact: f.CallEnded) -> list[Journey]:

@@ -62,6 +62,7 @@ class QueueSegment:
     exit_position: int | None = None
     result: str = "waiting"
     overflow_to: str = ""
+    staffed: int | None = None  # agents staffed in the queue on entry (for the naive estimate)
 
     @property
     def wait_s(self) -> float | None:
@@ -104,6 +105,7 @@ class Journey:
     pbx_uniqueid: str = ""  # caller leg's PBX id: Master.csv uniqueid / CEL uniqueid
     pbx_linkedid: str = ""  # Master.csv / CEL linkedid
     caller_name_raw: str = ""  # escaped original caller name when caller_name had to be cleaned
+    staffed_at_entry: int | None = None  # agents staffed in the first queue on entry
 
     @property
     def is_open(self) -> bool:

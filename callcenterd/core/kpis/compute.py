@@ -21,9 +21,12 @@ Definitions (docs/cdr.md has the long form):
 * Abandon rate = abandons / (offered - short abandons); abandons shorter
   than ``short_abandon_s`` are excluded from both sides and reported apart.
 * Occupancy = time on-call / time logged in (any state but logged-out).
-* Estimate accuracy = mean absolute error of the wait estimate given at
-  entry against the actual wait, over answered offers (an abandoned
-  caller's real wait is unknown, so abandons are left out).
+* Estimate accuracy = mean absolute error (and bias, estimate - actual) of
+  the wait estimate given at entry against the actual wait, over answered
+  offers (an abandoned caller's real wait is unknown, so abandons are left
+  out); next to it the same for the naive formula ``position x mean talk /
+  staffed agents`` (position and staffed agents at entry, mean talk of the
+  queue's answered calls in the same journeys).
 
 Joinempty / full rejections are not offers; they are counted in ``rejected``.
 """
@@ -81,6 +84,10 @@ class KpiRow:
     abandon_rate_pct: float | None = None
     estimate_mae_s: float | None = None
     estimate_samples: int = 0
+    estimate_bias_s: float | None = None
+    naive_mae_s: float | None = None
+    naive_bias_s: float | None = None
+    naive_samples: int = 0
     occupancy_pct: float | None = None
 
 
@@ -92,6 +99,7 @@ class _Offer:
     threshold: float = 0.0
     handle_s: float | None = None
     estimate: float | None = None
+    naive: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,12 +127,13 @@ def compute_kpis(
         raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
     journeys = list(journeys)
     wrapups = wrapup_by_call(journeys, agent_events)
+    talk = mean_talk_by_queue(journeys)
     if by == "queue":
-        offers = list(_segment_offers(journeys, settings, wrapups))
+        offers = list(_segment_offers(journeys, settings, wrapups, talk))
     elif by == "agent":
         offers = list(_agent_offers(journeys, wrapups))
     else:
-        offers = list(_journey_offers(journeys, settings, wrapups, by, tz))
+        offers = list(_journey_offers(journeys, settings, wrapups, by, tz, talk))
     grouped: dict[str, list[_Offer]] = defaultdict(list)
     for offer in offers:
         grouped[offer.key].append(offer)
@@ -210,19 +219,41 @@ def _handle(j: Journey, wrapups: Mapping[str, float]) -> float | None:
     return j.talk_s + wrapups.get(j.call_id, 0.0)
 
 
-def _segment_offers(journeys, settings: KpiSettings, wrapups) -> Iterable[_Offer]:
+def mean_talk_by_queue(journeys: Sequence[Journey]) -> dict[str, float]:
+    """Mean talk (s) of the answered calls of each queue (the queue that answered)."""
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for j in journeys:
+        if j.answered_at is not None and j.talk_s is not None and j.queues:
+            answered = next((s.queue for s in reversed(j.queues) if s.result == "answered"), j.final_queue)
+            acc = sums[answered]
+            acc[0] += j.talk_s
+            acc[1] += 1
+    return {q: total / n for q, (total, n) in sums.items() if n}
+
+
+def _naive(position: int | None, staffed: int | None, talk: float | None) -> float | None:
+    """position x mean talk / staffed agents, when all three are known."""
+    if not position or not staffed or talk is None:
+        return None
+    return position * talk / staffed
+
+
+def _segment_offers(journeys, settings: KpiSettings, wrapups, talk=None) -> Iterable[_Offer]:
+    talk = talk or {}
     for j in journeys:
         for index, seg in enumerate(j.queues):
             result = seg.result
             if result == "ended" and index == len(j.queues) - 1 and j.outcome == "abandoned":
                 result = "abandoned"  # CallEnded said so, no queue exit fact came
-            offer = _Offer(seg.queue, result, seg.wait_s, settings.threshold(seg.queue), estimate=seg.wait_estimate)
+            offer = _Offer(seg.queue, result, seg.wait_s, settings.threshold(seg.queue), estimate=seg.wait_estimate,
+                           naive=_naive(seg.position, seg.staffed, talk.get(seg.queue)))
             if result == "answered":
                 offer.handle_s = _handle(j, wrapups)
             yield offer
 
 
-def _journey_offers(journeys, settings: KpiSettings, wrapups, by: str, tz) -> Iterable[_Offer]:
+def _journey_offers(journeys, settings: KpiSettings, wrapups, by: str, tz, talk=None) -> Iterable[_Offer]:
+    talk = talk or {}
     step = settings.interval_minutes * 60
     for j in journeys:
         if not j.queues:
@@ -235,7 +266,8 @@ def _journey_offers(journeys, settings: KpiSettings, wrapups, by: str, tz) -> It
         key = _interval_key(j.enqueued_at, step, tz) if by == "interval" else "total"
         if j.answered_at is not None:
             yield _Offer(key, "answered", j.hold_s, settings.threshold(j.final_queue),
-                         _handle(j, wrapups), j.wait_estimate)
+                         _handle(j, wrapups), j.wait_estimate,
+                         _naive(j.position_at_entry, j.staffed_at_entry, talk.get(j.queue)))
         else:
             result = j.outcome if j.outcome in ("abandoned", "timeout", "empty") else "other"
             yield _Offer(key, result, j.wait_actual, settings.threshold(j.final_queue))
@@ -272,7 +304,7 @@ def _mean(values: list[float]) -> float | None:
 
 def _row(key: str, offers: list[_Offer], settings: KpiSettings, by: str) -> KpiRow:
     row = KpiRow(key)
-    waits, handles, errors = [], [], []
+    waits, handles, errors, naive_errors = [], [], [], []
     for o in offers:
         if o.result in _REJECTED:
             row.rejected += 1
@@ -287,7 +319,9 @@ def _row(key: str, offers: list[_Offer], settings: KpiSettings, by: str) -> KpiR
                 if by != "agent" and o.wait_s <= o.threshold:
                     row.answered_in_sl += 1
                 if o.estimate is not None:
-                    errors.append(abs(o.wait_s - o.estimate))
+                    errors.append(o.estimate - o.wait_s)
+                if o.naive is not None:
+                    naive_errors.append(o.naive - o.wait_s)
             if o.handle_s is not None:
                 handles.append(o.handle_s)
         elif o.result == "abandoned":
@@ -304,7 +338,10 @@ def _row(key: str, offers: list[_Offer], settings: KpiSettings, by: str) -> KpiR
         else:
             row.other += 1
     row.asa_s, row.aht_s = _mean(waits), _mean(handles)
-    row.estimate_mae_s, row.estimate_samples = _mean(errors), len(errors)
+    row.estimate_mae_s, row.estimate_samples = _mean([abs(e) for e in errors]), len(errors)
+    row.estimate_bias_s = _mean(errors)
+    row.naive_mae_s, row.naive_bias_s = _mean([abs(e) for e in naive_errors]), _mean(naive_errors)
+    row.naive_samples = len(naive_errors)
     if by != "agent":
         denominator = {
             "offered": row.offered,

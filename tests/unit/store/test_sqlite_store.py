@@ -221,3 +221,35 @@ def test_sqlite_errors_become_actionable_messages(tmp_path, sqlite_message, hint
     err = _translate(sqlite3.OperationalError(sqlite_message), tmp_path / "state.db")
     assert hint in str(err) and str(tmp_path / "state.db") in str(err)
     assert sqlite_message in str(err)
+
+
+async def test_handle_stats_survive_a_reopen(tmp_path):
+    """Wait estimates keep what they learnt across a daemon restart."""
+    path = tmp_path / "state.db"
+    store = await SqliteStore.open(path)
+    await store.save_handle_stats("sales", {"talk_mean": 90.0, "talk_sq_mean": 16200.0}, 10.0)
+    await store.save_handle_stats("sales", {"talk_mean": 95.5, "talk_sq_mean": 18000.0}, 11.0)
+    await store.close()
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.load_handle_stats() == {"sales": {"talk_mean": 95.5, "talk_sq_mean": 18000.0}}
+    finally:
+        await store.close()
+
+
+async def test_a_version_1_file_is_migrated_keeping_its_rows(tmp_path):
+    """An existing store file from before handle-time statistics opens, keeps its agents, gains the table."""
+    path = tmp_path / "state.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    raw.execute("INSERT INTO agent VALUES ('1001', 1, 0, '', 5.0)")
+    raw.commit()
+    raw.close()
+    store = await SqliteStore.open(path)
+    try:
+        assert (await store.load_agents())["1001"]["logged_in"] is True
+        assert await store.load_handle_stats() == {}
+        await store.save_handle_stats("support", {"talk_mean": 60.0}, 1.0)
+        assert await store.load_handle_stats() == {"support": {"talk_mean": 60.0}}
+    finally:
+        await store.close()

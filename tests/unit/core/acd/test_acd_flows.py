@@ -254,21 +254,6 @@ def test_only_agents_on_the_callers_node_are_candidates():
     assert offered(r.call("sales", call_id="c2")) == []
 
 
-def test_wait_estimate_uses_staff_and_handle_time():
-    r = Rig([Q(aht_initial=100)], [A("a1"), A("a2")])
-    r.call("sales", call_id="c1")
-    r.call("sales", call_id="c2")
-    r.answer(leg_for(r.out, "a1"))
-    r.answer(leg_for(r.out, "a2"))
-    r.advance(40)
-    e3 = of(r.call("sales", call_id="c3"), f.CallerEnqueued)[0]
-    e4 = of(r.call("sales", call_id="c4"), f.CallerEnqueued)[0]
-    e5 = of(r.call("sales", call_id="c5"), f.CallerEnqueued)[0]
-    # 2 agents, 40 s into a 100 s AHT: next frees in ~60 s, the round after in ~160 s
-    assert (e3.wait_estimate, e4.wait_estimate, e5.wait_estimate) == (60.0, 60.0, 160.0)
-    assert of(r.out, cmd.Hold)[-1].spec.wait_estimate == 160.0
-
-
 def test_no_staff_means_no_estimate():
     r = Rig([Q()], [A("a1")], login=False)
     assert of(r.call("sales"), f.CallerEnqueued)[0].wait_estimate is None
