@@ -131,9 +131,9 @@ async def test_sigkill_during_a_conversation_keeps_the_agent_busy_and_writes_the
             ("Channel", "Local/support@customers/n"), ("Application", "Wait"), ("Data", "30"),
             ("CallerID", '"Next" <5550101>'), ("Async", "true")])
         await wait_for(lambda: len(daemon.waiting()) == 1, "second caller waiting")
-        # the agent is still on the first call (its device is in use): not rung
+        # the agent is still on the first call: on-call in the API, not rung
         agent = next(a for a in daemon.get("/v1/agents")["agents"] if a["agent"] == "1001")
-        assert agent["state"] != "ringing"
+        assert agent["state"] == "on-call" and len(agent["call_ids"]) == 1
         await asyncio.sleep(1.0)
         assert len(daemon.waiting()) == 1
         # once the first call ends (the customer hangs up after 10 s) the
@@ -150,5 +150,7 @@ async def test_sigkill_during_a_conversation_keeps_the_agent_busy_and_writes_the
                 for line in p.read_text().splitlines() if line.strip()]
     first = [j for j in journeys if j["caller_number"] == "5550100"]
     assert len(first) == 1, journeys
-    assert first[0]["outcome"] == "interrupted" and first[0]["agent"] == "1001"
+    # the call went on across the restart and is written once, complete
+    assert first[0]["outcome"] == "answered" and first[0]["agent"] == "1001"
+    assert first[0]["completed_by"] == "caller" and first[0]["talk_s"] >= 8
     assert first[0]["started_at"] and first[0]["enqueued_at"]  # the checkpoint kept them

@@ -204,7 +204,11 @@ def _connected(journey: Journey, fact: f.CallerConnected) -> None:
 
 
 def _completed(journey: Journey, fact: f.CallCompleted) -> None:
-    journey.talk_s = float(fact.talk_s)
+    # From the journey's own answer time when it has one: a call that went
+    # on across a restart of callcenterd is re-adopted mid-talk, and the
+    # ACD's count only starts at the re-adoption.
+    talk = fact.at - journey.answered_at if journey.answered_at is not None else None
+    journey.talk_s = _ms(talk) if talk is not None and talk >= fact.talk_s else float(fact.talk_s)
     journey.completed_by = fact.by
     if not journey.agent:
         journey.agent = fact.agent

@@ -158,3 +158,17 @@ def test_to_dict_round_trips_through_json():
     assert data["queues"][0]["wait_s"] == 28.0
     back = Journey.from_dict(data)
     assert back == j
+
+
+def test_a_call_that_went_on_across_a_restart_counts_its_whole_talk():
+    """Checkpointed at connect, restored after callcenterd restarted, then
+    completed: the ACD only counted talk from the re-adoption (5 s)."""
+    first = JourneyBuilder()
+    facts = answered_call()
+    feed(first, facts[:6])
+    saved = first.get("c1").to_dict()
+    builder = JourneyBuilder()
+    builder.restore(Journey.from_dict(saved))
+    closed = feed(builder, [f.CallCompleted(T0 + 150, "c1", "sales", "1002", hold_s=0, talk_s=5, orig_position=0, by="caller"),
+                            f.CallEnded(T0 + 150, "c1", "answered")])
+    assert closed[0].talk_s == 120.0 and closed[0].outcome == "answered"
