@@ -14,7 +14,9 @@ it.  Every record is one ``os.write`` on an ``O_APPEND`` descriptor (no
 user-space buffer: a crash of the process loses nothing already written);
 ``sync()`` is the fsync, called by the sink according to its policy.  A torn
 last line (power loss mid-write) is terminated with a newline on open so the
-next record starts clean; readers skip the torn line.
+next record starts clean; readers skip the torn line.  A write that fails
+part-way (disk full) is cut back to where the record started, so a retry
+never leaves a torn or doubled record.
 """
 
 from __future__ import annotations
@@ -146,13 +148,38 @@ class RotatingFile:
 
     # --------------------------------------------------------------- internal
     def _write_all(self, data: bytes) -> None:
+        """Append ``data`` whole, or leave the file as it was and raise.
+
+        A full disk shows as a short ``write`` followed by ENOSPC: the part
+        already written is cut off again (``ftruncate``) so that the caller's
+        retry appends the whole record once, not a torn prefix plus the record.
+        """
         assert self._fd is not None
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-            self._size += n
+        written = 0
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                written += n
+        except OSError:
+            if written:
+                self._cut_back(written)
+            raise
+        self._size += written
         self._dirty = True
+
+    def _cut_back(self, written: int) -> None:
+        """Remove the last ``written`` bytes (a partial record) from the open file."""
+        assert self._fd is not None
+        try:
+            end = os.fstat(self._fd).st_size  # O_APPEND: our bytes are the last ones
+            os.ftruncate(self._fd, end - written)
+        except OSError:
+            # Cannot cut: close, so that the next write reopens the file and
+            # terminates the torn line (see _open); readers skip a torn line.
+            fd, self._fd, self._path, self._size, self._dirty = self._fd, None, None, 0, False
+            os.close(fd)
 
     def _open(self, path: Path) -> None:
         self.close()
@@ -169,11 +196,19 @@ class RotatingFile:
         self._size = os.fstat(fd).st_size
         if created and self.durable:
             _fsync_dir(self.directory)
-        if self._size == 0:
-            if self.header:
-                self._write_all(self.header)
-        elif os.pread(fd, 1, self._size - 1) != b"\n":
-            self._write_all(b"\n")  # terminate a torn line left by a crash
+        try:
+            if self._size == 0:
+                if self.header:
+                    self._write_all(self.header)
+            elif os.pread(fd, 1, self._size - 1) != b"\n":
+                self._write_all(b"\n")  # terminate a torn line left by a crash
+        except OSError:
+            # Disk full before the header: forget this file so that the retry
+            # opens it again and writes the header first.
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd, self._path, self._size, self._dirty = None, None, 0, False
+            raise
 
     def _rotate(self) -> None:
         assert self._path is not None

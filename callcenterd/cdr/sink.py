@@ -19,8 +19,10 @@ process alone loses nothing already dequeued.
 
 ``await close()`` (SIGTERM path) drains everything queued, fsyncs and
 closes the files before it returns.  A write error (ENOSPC, EIO) is logged
-and the record retried with backoff; journeys are never written twice
-because each output remembers the call ids it has written.
+and the record retried with backoff, only into the outputs that do not have
+it yet; a partial write is cut back by the file (``RotatingFile``), and
+journeys are never written twice because each output remembers the call ids
+it has written.
 """
 
 from __future__ import annotations
@@ -206,9 +208,10 @@ class CdrSink:
 
     def _write_with_retry(self, kind: str, item: Any) -> bool:
         backoff = RETRY_BACKOFF_MIN_S
+        done: set = set()  # outputs that already have this item: a retry skips them
         while True:
             try:
-                self._write_one(kind, item)
+                self._write_one(kind, item, done)
                 self._stats["written"] += 1
                 return True
             except OSError as exc:
@@ -222,18 +225,19 @@ class CdrSink:
                         return False
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
 
-    def _write_one(self, kind: str, item: Any) -> None:
+    def _write_one(self, kind: str, item: Any, done: set) -> None:
         if kind == "journey":
-            for out in self._journey_outputs:
-                if out.write(item):
-                    self._dirty.add(out)
+            outputs = list(self._journey_outputs)
         else:
-            for out in self._fact_outputs:
-                if out.write(item):
-                    self._dirty.add(out)
+            outputs = list(self._fact_outputs)
             if self._agent_events is not None and isinstance(item, AgentStateChanged):
-                self._agent_events.write(item)
-                self._dirty.add(self._agent_events)
+                outputs.append(self._agent_events)
+        for out in outputs:
+            if out in done:
+                continue
+            if out.write(item):
+                self._dirty.add(out)
+            done.add(out)
         if self.fsync == "always":
             self._commit()
 

@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -439,18 +440,27 @@ class CdrConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # postgresql is refused, with its own message, until the backend exists:
+    # it used to be accepted while nothing at all was stored.
+    backend: Literal["sqlite"] = "sqlite"
     path: Text = "/var/lib/callcenterd/state.db"  # sqlite
     dsn: Secret | None = None  # postgresql; may carry a password, hence secret
     dsn_env: Text | None = None
     dsn_file: Text | None = None
 
-    @model_validator(mode="after")
-    def _dsn_for_postgresql(self) -> StoreConfig:
-        _exactly_one(
-            self, "dsn", required=self.backend == "postgresql", why=" with backend postgresql"
-        )
-        return self
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _supported_backend(cls, value: Any) -> Any:
+        if value == "postgresql":
+            raise ValueError("postgresql is not supported yet (nothing would be stored); use sqlite")
+        return value
+
+    @field_validator("dsn", "dsn_env", "dsn_file")
+    @classmethod
+    def _dsn_unused(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("backend") == "sqlite":
+            raise ValueError(f"{info.field_name} is only used by backend postgresql, which is not supported yet")
+        return value
 
     def resolve_dsn(self) -> SecretStr:
         return resolve_secret(self.dsn, self.dsn_env, self.dsn_file, "store DSN")

@@ -109,3 +109,28 @@ def test_module_entry_point_exit_code(tmp_path):
     assert result.returncode == 2
     assert f"{bad}:2: logging.level: Input should be" in result.stderr
     assert f"{bad}:1: pbx: " in result.stderr
+
+
+# ------------------------------------------- options refused until supported
+def test_check_refuses_store_backend_postgresql_with_file_line_key(config_dir, capsys):
+    (config_dir / "conf.d" / "20-store.yaml").write_text("store:\n  backend: postgresql\n  dsn_env: PG_DSN\n")
+    assert cli.main(["check", "-c", str(config_dir / "callcenterd.yaml")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        f"{config_dir / 'conf.d' / '20-store.yaml'}:2: store.backend: "
+        "postgresql is not supported yet (nothing would be stored); use sqlite"
+    )
+
+
+def test_run_refuses_store_backend_postgresql_before_serving(config_dir, capsys, monkeypatch):
+    served = []
+
+    async def fake_serve(config):
+        served.append(config)
+        return 0
+
+    monkeypatch.setattr("callcenterd.wiring.serve", fake_serve)
+    (config_dir / "conf.d" / "20-store.yaml").write_text("store: {backend: postgresql, dsn: x}\n")
+    assert cli.main(["run", "-c", str(config_dir / "callcenterd.yaml")]) == 2
+    assert served == []
+    assert "store.backend: postgresql is not supported yet" in capsys.readouterr().err

@@ -114,6 +114,14 @@ def fs_url_encode(value: str) -> str:
 
 
 _ENCODED_EOL = re.compile(rb"%0[aAdD]")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() and int() take '²', '١٢'
+
+
+def _content_length(value: str, what: str) -> int:
+    """A Content-Length as FreeSWITCH writes it (``%d``, ASCII digits), else ProtocolError."""
+    if not _CONTENT_LENGTH.fullmatch(value):
+        raise ProtocolError(f"bad {what} {value[:20]!r}")
+    return int(value)
 
 
 # ----------------------------------------------------------------- messages
@@ -164,10 +172,7 @@ class EslEvent:
             rest = raw[end + 2 :]
             clen = headers.get("Content-Length")
             if clen is not None:
-                try:
-                    rest = rest[: int(clen)]
-                except ValueError:
-                    raise ProtocolError(f"bad inner Content-Length {clen[:20]!r}") from None
+                rest = rest[: _content_length(clen, "inner Content-Length")]
             body = rest.decode("utf-8", "replace")
         return cls(headers, body, "plain")
 
@@ -176,16 +181,21 @@ class EslEvent:
         """One JSON object of strings (not URL-encoded); the body is ``_body``."""
         try:
             obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ProtocolError("JSON event is not an object")
+            body = obj.pop("_body", "")
+            for k, v in obj.items():
+                if not isinstance(v, str):
+                    # multi-valued headers come as lists; keep FreeSWITCH's plain form
+                    obj[k] = "ARRAY::" + "|:".join(map(str, v)) if isinstance(v, list) else str(v)
+            body = body if isinstance(body, str) else str(body)
         except ValueError as exc:
             raise ProtocolError(f"bad JSON event: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ProtocolError("JSON event is not an object")
-        body = obj.pop("_body", "")
-        for k, v in obj.items():
-            if not isinstance(v, str):
-                # multi-valued headers come as lists; keep FreeSWITCH's plain form
-                obj[k] = "ARRAY::" + "|:".join(map(str, v)) if isinstance(v, list) else str(v)
-        return cls(obj, body if isinstance(body, str) else str(body), "json")
+        except RecursionError:
+            # json.loads recurses per nesting level: "[[[[..." from a peer must
+            # not escape the codec as anything but a ProtocolError.
+            raise ProtocolError("bad JSON event: nested too deeply") from None
+        return cls(obj, body, "json")
 
     @classmethod
     def from_xml(cls, raw: bytes) -> "EslEvent":
@@ -204,8 +214,8 @@ class EslEvent:
         if body_node is not None and body_node.text is not None:
             body = body_node.text
             clen = root.findtext("Content-Length")
-            if clen and clen.isdigit():
-                body = body.encode("utf-8")[: int(clen)].decode("utf-8", "replace")
+            if clen:
+                body = body.encode("utf-8")[: _content_length(clen, "XML Content-Length")].decode("utf-8", "replace")
             headers["Content-Length"] = clen or str(len(body.encode()))
         return cls(headers, body, "xml")
 
@@ -344,14 +354,15 @@ class EslDecoder:
                     pos += need
                     self._pending = None
                     continue
+                # Blank lines between frames are tolerated (a peer or proxy that
+                # ends a frame with an extra LF); skip them before the headers.
+                while pos < n and buf[pos] == 0x0A:
+                    pos += 1
                 end = buf.find(b"\n\n", pos)
                 if end < 0:
                     if n - pos > self._max_header:
                         raise ProtocolError(f"header block over {self._max_header} bytes")
                     break
-                if end == pos:  # stray blank line between frames: tolerated
-                    pos += 1
-                    continue
                 if end - pos > self._max_header:
                     raise ProtocolError(f"header block over {self._max_header} bytes")
                 headers = self._parse_headers(bytes(buf[pos:end]))
@@ -360,9 +371,7 @@ class EslDecoder:
                 if clen is None:
                     out.append(EslMessage(headers))
                     continue
-                if not clen.isdigit():
-                    raise ProtocolError(f"bad Content-Length {clen[:20]!r}")
-                need = int(clen)
+                need = _content_length(clen, "Content-Length")
                 if need > self._max_frame:
                     raise ProtocolError(f"frame body of {need} bytes over the {self._max_frame} limit")
                 if need == 0:

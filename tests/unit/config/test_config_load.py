@@ -208,3 +208,10 @@ def test_missing_required_field_is_named(write_config):
 def test_no_pbx_node(write_config):
     path = write_config("pbx: {}\n")
     assert errors_of(path) == [f"{path}:1: pbx: Dictionary should have at least 1 item after validation, not 0"]
+
+
+def test_load_refuses_store_backend_postgresql_where_it_is_written(write_config):
+    path = write_config(MINIMAL + "store:\n  path: /tmp/x.db\n  backend: postgresql\n")
+    assert errors_of(path) == [
+        f"{path}:12: store.backend: postgresql is not supported yet (nothing would be stored); use sqlite"
+    ]

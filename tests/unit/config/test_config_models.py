@@ -119,10 +119,15 @@ def test_api_off_loopback_needs_a_token():
     assert config.api.has_token
 
 
-def test_postgresql_needs_a_dsn():
-    assert messages(base(store={"backend": "postgresql"})) == [
-        "store: one of dsn, dsn_env, dsn_file is required with backend postgresql"
+def test_postgresql_is_refused_until_supported():
+    refused = "store.backend: postgresql is not supported yet (nothing would be stored); use sqlite"
+    assert messages(base(store={"backend": "postgresql"})) == [refused]
+    assert messages(base(store={"backend": "postgresql", "dsn_env": "PG"})) == [refused]
+    assert messages(base(store={"dsn": "postgresql://x"})) == [
+        "store.dsn: dsn is only used by backend postgresql, which is not supported yet"
     ]
+    assert messages(base(store={"backend": "mysql"})) == ["store.backend: Input should be 'sqlite'"]
+    assert config_from_mapping(base(store={"backend": "sqlite"})).store.backend == "sqlite"
 
 
 def test_kpi_and_logging_choices():

@@ -345,3 +345,43 @@ def test_plain_value_with_encoded_newline_stays_one_header():
     ev = EslEvent.from_plain(b"Event-Name: X\nA: line1%0Aline2%3A%20x\nB: %3A\n\n")
     assert ev.get("A") == "line1\nline2: x" and ev.get("B") == ":"
     assert list(ev.headers) == ["Event-Name", "A", "B"]
+
+
+# ------------------------------------------------- only ProtocolError leaves
+@pytest.mark.parametrize("clen", ["²", "١٢", "12\u00a0", " 12", "1_2", "+5", "٣"])
+def test_non_ascii_or_odd_content_length_is_a_protocol_error(clen):
+    """int() and str.isdigit() accept Unicode digits; FreeSWITCH writes %d."""
+    dec = EslDecoder()
+    frame = f"Content-Type: api/response\nContent-Length: {clen}\n\n".encode() + b"x" * 20
+    with pytest.raises(ProtocolError, match="Content-Length"):
+        dec.feed(frame)
+
+
+@pytest.mark.parametrize("clen", ["²", "١٢"])
+def test_non_ascii_inner_content_length_is_a_protocol_error(clen):
+    plain = f"Event-Name: BACKGROUND_JOB\nContent-Length: {clen}\n\n+OK\n".encode()
+    with pytest.raises(ProtocolError, match="inner Content-Length"):
+        EslEvent.from_plain(plain)
+    xml = f"<event><headers/><Content-Length>{clen}</Content-Length><body>x</body></event>".encode()
+    with pytest.raises(ProtocolError, match="XML Content-Length"):
+        EslEvent.from_xml(xml)
+
+
+@pytest.mark.parametrize("nested", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_json_event_is_a_protocol_error(nested):
+    frame = b"Content-Type: text/event-json\nContent-Length: %d\n\n" % len(nested) + nested
+    (msg,) = EslDecoder(max_frame=1 << 20).feed(frame)
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        msg.event
+
+
+@pytest.mark.parametrize("blank", [b"\n", b"\n\n", b"\n\n\n\n\n"])
+def test_blank_lines_between_frames_are_tolerated(blank):
+    reply = b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
+    api = b"Content-Type: api/response\nContent-Length: 3\n\n+OK"
+    stream = blank + reply + blank + api + blank + reply
+    for cut in range(len(stream) + 1):  # any chunking
+        dec = EslDecoder()
+        msgs = dec.feed(stream[:cut]) + dec.feed(stream[cut:])
+        assert [m.content_type for m in msgs] == ["command/reply", "api/response", "command/reply"]
+        assert msgs[1].body == b"+OK" and dec.buffered == 0
