@@ -527,6 +527,8 @@ class CustomerSocket(FakeOutboundChannel):
                       lambda m: m.group(1) + b"\nCaller-Caller-ID-Name: " + name, head, count=1)
         # channel variables set by the dialplan before ``socket`` ride along as
         # variable_<name> (mod_event_socket.c: switch_channel_event_set_data)
+        if self.chan.answered:  # the dialplan answered before ``socket``
+            head = head.replace(b"Answer-State: ringing", b"Answer-State: answered")
         extra = b"".join(f"variable_{k}: {fs_url_encode(v)}\n".encode() for k, v in self.chan.vars.items())
         return head.rstrip(b"\n") + b"\n" + extra + b"\n"
 

@@ -4,6 +4,7 @@ the wire, hostile values, resync, and faults (FreeSWITCH-only)."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -546,3 +547,36 @@ async def test_outbound_socket_kept_open_through_a_bridge_sees_what_the_capture_
     await _bridge_on_answer(rig, chan.uuid, "leg-a")
     await rig.wait(lambda: chan.gone)
     assert [s for s in seen if s[0] in keep][:len(want)] == want
+
+
+# ------------------------------------------------------------- one multiset
+async def test_a_hold_stamps_the_caller_in_one_multiset_application(rig):
+    chan = await rig.switch.customer(rig.server.port, "support", 30, "1555", "X")
+    await rig.wait(lambda: rig.of(CallArrived))
+    wc = WaitingCall(chan.uuid, "support", 1700000000.5, priority=3, call_id="call-7", skills={"fr": 5, "sales": 2})
+    await rig.driver.hold(wc, HoldSpec(position=2, wait_estimate=40, announce_every=30))
+    await rig.wait(lambda: chan.socket.released)
+    apps = [dict(re.findall(r"^([\w-]+): (.*)$", c, re.M)).get("execute-app-name") for c in chan.socket.received
+            if c.startswith("sendmsg")]
+    assert apps == ["multiset", "endless_playback"]  # the dialplan answered already: no answer either
+    assert {k: chan.vars[k] for k in ("cc_call_id", "cc_queue", "cc_enqueued", "cc_priority", "cc_skills",
+                                      "cc_position", "cc_ewt", "cc_announce_every")} == {
+        "cc_call_id": "call-7", "cc_queue": "support", "cc_enqueued": "1700000000.500", "cc_priority": "3",
+        "cc_skills": "fr:5,sales:2", "cc_position": "2", "cc_ewt": "40", "cc_announce_every": "30"}
+
+
+@pytest.mark.parametrize("values", [
+    {"a": "fr:5,sales:2", "b": "", "c": "x=y"},
+    {"a": "p|q", "b": "r~s"},
+    {"a": "O'Brien"},
+    {"a": " padded "},
+    {"a": "|", "b": "~", "c": ";", "d": "!"},
+])
+def test_multiset_argument_splits_back_exactly_or_is_refused(values):
+    from callcenterd.protocols.esl.outbound import multiset_arg
+
+    arg = multiset_arg(values)
+    if arg is None:  # quotes, backslashes, edge blanks, or every delimiter used: one set each
+        return
+    pieces = fs_separate_string(arg, " ")  # the oracle: switch_separate_string with ^^<d>
+    assert dict(p.split("=", 1) for p in pieces) == values
