@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
@@ -18,6 +19,7 @@ from callcenterd.core import commands as cmd
 from callcenterd.core import facts
 from callcenterd.logs import bind_call
 from callcenterd.pbx.api import (
+    Bridged,
     CallArrived,
     DeviceState,
     LegAnswered,
@@ -36,6 +38,10 @@ log = structlog.get_logger(__name__)
 EVENT_QUEUE_SIZE = 10_000
 #: Longest sleep between two looks at the ACD's timers.
 MAX_IDLE = 1.0
+#: Hang-up causes of a PBX shutting down gracefully (FreeSWITCH hangs every
+#: channel up with SYSTEM_SHUTDOWN, switch_types.h 501): a caller lost that
+#: way did not abandon.
+PBX_SHUTDOWN_CAUSES = frozenset({"SYSTEM_SHUTDOWN"})
 
 
 class CallCenter:
@@ -77,6 +83,9 @@ class CallCenter:
         # journeys checkpointed before our restart: call id -> node, until
         # that node's first PbxUp says whether the call is still there
         self._restored: dict[str, str] = {}
+        # node -> when we last heard from it before it went down: calls lost
+        # in a PBX restart end there, not at the reconnect
+        self._lost_sight: dict[str, float] = {}
 
     # ------------------------------------------------------------- inputs
     def emit(self, event: PbxEvent) -> None:
@@ -142,12 +151,23 @@ class CallCenter:
                 outputs = acd.leg_answered(event.leg_id)
             elif isinstance(event, LegHungUp):
                 outputs = acd.leg_hung_up(event.leg_id, event.outcome)
+                if event.cause_text in PBX_SHUTDOWN_CAUSES:
+                    outputs = _pbx_shutdown(outputs)
+            elif isinstance(event, Bridged):
+                if self._journeys is not None:
+                    self._journeys.bridged(event.leg_a, event.leg_b, self._clock())
+                return
             elif isinstance(event, DeviceState):
                 outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
                 outputs = acd.pbx_up(event.node, event.snapshot)
+                lost_at = self._lost_sight.pop(event.node, None)
+                if event.snapshot.restarted and lost_at is not None:
+                    outputs = _at_last_sight(outputs, lost_at)
                 outputs += self._close_interrupted(event.node)
             elif isinstance(event, PbxDown):
+                driver = self.drivers.get(event.node)
+                self._lost_sight[event.node] = getattr(driver, "lost_sight_at", None) or self._clock()
                 outputs = acd.pbx_down(event.node)
             else:
                 return
@@ -344,6 +364,27 @@ def _priority(text: str, call_id: str, default: int) -> int:
         return default
     low, high = PRIORITY_RANGE
     return min(high, max(low, value))
+
+
+def _pbx_shutdown(outputs: list[Any]) -> list[Any]:
+    """A waiting caller hung up by a PBX shutting down did not abandon: no
+    CallerAbandoned (queue_log ABANDON, abandon rate), and the call ends as
+    ``pbx-shutdown``."""
+    out = []
+    for o in outputs:
+        if isinstance(o, facts.CallerAbandoned):
+            continue
+        if isinstance(o, facts.CallEnded) and o.outcome == "abandoned":
+            o = dataclasses.replace(o, outcome="pbx-shutdown")
+        out.append(o)
+    return out
+
+
+def _at_last_sight(outputs: list[Any], lost_at: float) -> list[Any]:
+    """Calls the PBX lost in a restart end when we last heard from it, so
+    the outage is not counted as talk or hold time."""
+    return [dataclasses.replace(o, at=min(o.at, lost_at))
+            if isinstance(o, facts.CallEnded) and o.outcome == "pbx-restart" else o for o in outputs]
 
 
 def _context_of(command: Any) -> dict[str, str]:

@@ -101,7 +101,7 @@ class FsDialplan:
 CAUSES = {
     "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_ANSWER": 19, "CALL_REJECTED": 21,
     "NORMAL_TEMPORARY_FAILURE": 41, "ORIGINATOR_CANCEL": 487, "LOSE_RACE": 502,
-    "CHAN_NOT_IMPLEMENTED": 66,
+    "CHAN_NOT_IMPLEMENTED": 66, "SYSTEM_SHUTDOWN": 501,
 }
 NO_SUCH_CHANNEL = b"-ERR No such channel!\n"  # as captured (uuid_kill / uuid_getvar)
 
@@ -243,6 +243,14 @@ class FsSwitch:
             "Hangup-Cause": cause, "variable_hangup_cause_q850": str(CAUSES.get(cause, 16)),
         })
         self._job(chan, job_body)
+
+    def shutdown(self) -> None:
+        """``fsctl shutdown``: every channel hung up with SYSTEM_SHUTDOWN
+        (switch_core.c switch_core_destroy -> switch_core_session_hupall),
+        then the shutdown notice and the socket closes."""
+        for chan in list(self.alive()):
+            self.hangup(chan, "SYSTEM_SHUTDOWN")
+        self.fake.shutdown()
 
     # -------------------------------------------------------------- customer
     async def customer(self, port: int, queue: str, patience: float, number: str, name: str,

@@ -124,3 +124,15 @@ async def test_an_agent_leg_answered_while_callcenterd_was_down_is_not_rung_twic
         assert connected.agent == "1001"
     finally:
         await rig.stop()
+
+
+async def test_a_graceful_freeswitch_shutdown_is_not_counted_as_abandons(fs):
+    rig = fs.rig(queues={"support": queue(fs)}, agents={"1001": agent(fs, "1001")}, login=False)
+    async with rig:
+        number = await rig.customer("support", patience=fs.s(300))
+        call = await rig.call_id(number)
+        await rig.fact(f.CallerEnqueued, call_id=call)
+        rig.switch.shutdown()
+        ended = await rig.fact(f.CallEnded, call_id=call)
+        assert ended.outcome == "pbx-shutdown"
+        assert not rig.of(f.CallerAbandoned)  # so no queue_log ABANDON

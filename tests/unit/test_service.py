@@ -12,12 +12,14 @@ from callcenterd.core import facts as f
 from callcenterd.core.acd.engine import Acd
 from callcenterd.core.acd.specs import AgentSpec, QueueSpec
 from callcenterd.pbx.api import (
+    Bridged,
     CallArrived,
     CallerId,
     CommandFailed,
     LegAnswered,
     LegHungUp,
     Outcome,
+    PbxDown,
     PbxSnapshot,
     PbxUp,
 )
@@ -181,3 +183,48 @@ async def test_restored_agents_are_back_without_new_queue_log_membership_lines(c
     assert c.acd.agent_state("1001")["state"] == "paused"
     assert not [x for x in seen if isinstance(x, (f.AgentLoggedIn, f.AgentPaused))]
     assert [x.state for x in seen if isinstance(x, f.AgentStateChanged) and x.agent == "1001"][-1] == "paused"
+
+
+async def _connected_call(c, driver):
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    originate = next(x for x in driver.calls if x[0] == "originate")[1]
+    c.emit(LegAnswered(originate.leg_id))
+    await asyncio.sleep(0.05)
+    return originate.leg_id
+
+
+async def test_a_caller_hung_up_by_a_pbx_shutting_down_did_not_abandon(center):
+    """FreeSWITCH hangs every channel up with SYSTEM_SHUTDOWN at fsctl shutdown."""
+    c, driver, seen = center
+    arrive(c)  # nobody logged in: the caller waits
+    await asyncio.sleep(0.05)
+    c.emit(LegHungUp("caller-1", Outcome.ANSWERED, 501, "SYSTEM_SHUTDOWN"))
+    await asyncio.sleep(0.05)
+    assert not [x for x in seen if isinstance(x, f.CallerAbandoned)]  # no queue_log ABANDON
+    assert [x.outcome for x in seen if isinstance(x, f.CallEnded)] == ["pbx-shutdown"]
+
+
+async def test_calls_lost_in_a_pbx_restart_end_when_the_pbx_was_last_heard(center):
+    c, driver, seen = center
+    await _connected_call(c, driver)
+    driver.lost_sight_at = asyncio.get_running_loop().time() - 30.0  # last event 30 s before the PbxDown
+    c.emit(PbxDown("ast1", "connection closed"))
+    await asyncio.sleep(0.05)
+    c.emit(PbxUp("ast1", PbxSnapshot(restarted=True)))
+    await asyncio.sleep(0.05)
+    (ended,) = [x for x in seen if isinstance(x, f.CallEnded)]
+    assert ended.outcome == "pbx-restart" and ended.at == driver.lost_sight_at
+
+
+async def test_answered_at_is_the_bridge_time(center):
+    c, driver, seen = center
+    agent_leg = await _connected_call(c, driver)
+    connected = next(x for x in seen if isinstance(x, f.CallerConnected))
+    await asyncio.sleep(0.1)
+    c.emit(Bridged("caller-1", agent_leg))
+    await asyncio.sleep(0.05)
+    bridged_at = asyncio.get_running_loop().time()
+    journey = c._journeys.get(connected.call_id)
+    assert connected.at + 0.1 <= journey.answered_at <= bridged_at

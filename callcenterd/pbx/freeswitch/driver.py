@@ -263,6 +263,10 @@ class FreeswitchDriver:
         self._up = False
         self.avmd = False
         self.events_seen = 0
+        self.last_event_at: float | None = None
+        #: When we last heard from FreeSWITCH before the connection dropped
+        #: (the service ends calls lost in a restart there).
+        self.lost_sight_at: float | None = None
 
     device_key = staticmethod(device_key)
 
@@ -288,6 +292,7 @@ class FreeswitchDriver:
 
     async def on_esl_disconnected(self, reason: object) -> None:
         self._esl = None
+        self.lost_sight_at = self.last_event_at or self._clock()
         if self._up:
             self._up = False
             self._emit(PbxDown(self.node, str(reason) if reason else "connection closed"))
@@ -305,6 +310,7 @@ class FreeswitchDriver:
             self.on_esl_event(ev)
 
     def on_esl_event(self, ev: Any) -> None:
+        self.last_event_at = self._clock()
         for event in self._translator.feed(ev):
             self._emit(event)
         for event in self._devices.feed(ev):
