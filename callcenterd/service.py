@@ -160,7 +160,7 @@ class CallCenter:
             elif isinstance(event, DeviceState):
                 outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
-                outputs = acd.pbx_up(event.node, event.snapshot)
+                outputs = self._first_seen(event, acd.pbx_up(event.node, event.snapshot))
                 lost_at = self._lost_sight.pop(event.node, None)
                 if event.snapshot.restarted and lost_at is not None:
                     outputs = _at_last_sight(outputs, lost_at)
@@ -219,6 +219,28 @@ class CallCenter:
         for journey in journeys:
             self._journeys.restore(journey)
             self._restored[journey.call_id] = journey.node
+
+    def _first_seen(self, event: PbxUp, outputs: list[Any]) -> list[Any]:
+        """Callers the PBX held while we were down and that we never saw
+        (no journey, not even a restored one): their journey starts at the
+        enqueue time stamped in the PBX, with the caller ID the PBX has, and
+        queue_log gets their ENTERQUEUE (readopted=False: nothing was
+        written for them before)."""
+        if self._journeys is None:
+            return outputs
+        waiting = {w.call_id or w.leg_id: w for w in event.snapshot.waiting}
+        out: list[Any] = []
+        for o in outputs:
+            wc = waiting.get(getattr(o, "call_id", ""))
+            if (isinstance(o, facts.CallerEnqueued) and o.readopted and wc is not None
+                    and self._journeys.get(o.call_id) is None):
+                at = min(o.at, wc.enqueued_at)
+                out.append(facts.CallStarted(
+                    at=at, call_id=o.call_id, leg_id=wc.leg_id, caller_number=wc.caller_id.number,
+                    caller_name=wc.caller_id.name, dnis="", node=event.node))
+                o = dataclasses.replace(o, at=at, readopted=False)
+            out.append(o)
+        return out
 
     def _close_interrupted(self, node: str) -> list[Any]:
         """After a restart, calls the PBX no longer holds for us (the caller

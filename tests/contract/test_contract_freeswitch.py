@@ -136,3 +136,20 @@ async def test_a_graceful_freeswitch_shutdown_is_not_counted_as_abandons(fs):
         ended = await rig.fact(f.CallEnded, call_id=call)
         assert ended.outcome == "pbx-shutdown"
         assert not rig.of(f.CallerAbandoned)  # so no queue_log ABANDON
+
+
+async def test_a_caller_the_dialplan_held_while_callcenterd_was_down_keeps_its_name_and_enqueue_time(fs):
+    rig = fs.rig(queues={"support": queue(fs)}, agents={"1001": agent(fs, "1001")}, login=False)
+    await rig.start()
+    try:
+        await _stop_callcenterd(rig)
+        chan = await rig.switch.customer(rig.outbound_port, "support", fs.s(300), "5550042", "Dora")
+        assert chan.vars["cc_queue"] == "support" and "cc_moh_playing" in chan.vars  # held by callcenterd.xml
+        stamped = float(chan.vars["cc_enqueued"])
+        await start_fresh_runtime(rig, "fs")
+        enq = await rig.fact(f.CallerEnqueued, call_id=chan.uuid)
+        assert enq.at == stamped and enq.readopted is False  # so queue_log gets its ENTERQUEUE
+        (started,) = rig.of(f.CallStarted, call_id=chan.uuid)
+        assert (started.caller_name, started.caller_number, started.at) == ("Dora", "5550042", stamped)
+    finally:
+        await rig.stop()

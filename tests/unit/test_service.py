@@ -228,3 +228,19 @@ async def test_answered_at_is_the_bridge_time(center):
     bridged_at = asyncio.get_running_loop().time()
     journey = c._journeys.get(connected.call_id)
     assert connected.at + 0.1 <= journey.answered_at <= bridged_at
+
+
+async def test_a_caller_held_by_the_dialplan_while_we_were_down_keeps_its_name_and_times(center):
+    from callcenterd.pbx.api import WaitingCall
+
+    c, driver, seen = center
+    enqueued = asyncio.get_running_loop().time() - 100.0  # cc_enqueued stamped by the dialplan
+    c.emit(PbxUp("ast1", PbxSnapshot(legs=frozenset({"leg-d"}), waiting=(
+        WaitingCall("leg-d", "support", enqueued, call_id="leg-d", caller_id=CallerId("5550009", "Dora")),))))
+    await asyncio.sleep(0.05)
+    (started,) = [x for x in seen if isinstance(x, f.CallStarted)]
+    (enq,) = [x for x in seen if isinstance(x, f.CallerEnqueued)]
+    assert (started.caller_name, started.caller_number, started.at) == ("Dora", "5550009", enqueued)
+    assert enq.at == enqueued and enq.readopted is False  # queue_log writes its ENTERQUEUE
+    journey = c._journeys.get("leg-d")
+    assert (journey.caller_name, journey.started_at, journey.enqueued_at) == ("Dora", enqueued, enqueued)
