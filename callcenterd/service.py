@@ -19,6 +19,7 @@ from callcenterd.core import commands as cmd
 from callcenterd.core import facts
 from callcenterd.logs import bind_call
 from callcenterd.pbx.api import (
+    Bridged,
     CallArrived,
     CallHeld,
     DeviceState,
@@ -39,6 +40,10 @@ log = structlog.get_logger(__name__)
 EVENT_QUEUE_SIZE = 10_000
 #: Longest sleep between two looks at the ACD's timers.
 MAX_IDLE = 1.0
+#: Hang-up causes of a PBX shutting down gracefully (FreeSWITCH hangs every
+#: channel up with SYSTEM_SHUTDOWN, switch_types.h 501): a caller lost that
+#: way did not abandon.
+PBX_SHUTDOWN_CAUSES = frozenset({"SYSTEM_SHUTDOWN"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +92,9 @@ class CallCenter:
         # journeys checkpointed before our restart: call id -> node, until
         # that node's first PbxUp says whether the call is still there
         self._restored: dict[str, str] = {}
+        # node -> when we last heard from it before it went down: calls lost
+        # in a PBX restart end there, not at the reconnect
+        self._lost_sight: dict[str, float] = {}
 
     # ------------------------------------------------------------- inputs
     def emit(self, event: PbxEvent | OfferLost) -> None:
@@ -152,16 +160,27 @@ class CallCenter:
                 outputs = acd.leg_answered(event.leg_id)
             elif isinstance(event, LegHungUp):
                 outputs = acd.leg_hung_up(event.leg_id, event.outcome)
+                if event.cause_text in PBX_SHUTDOWN_CAUSES:
+                    outputs = _pbx_shutdown(outputs)
+            elif isinstance(event, Bridged):
+                if self._journeys is not None:
+                    self._journeys.bridged(event.leg_a, event.leg_b, self._clock())
+                return
             elif isinstance(event, DeviceState):
                 outputs = acd.device_state(self.device_aliases.get(event.device, event.device), event.status)
             elif isinstance(event, PbxUp):
-                outputs = acd.pbx_up(event.node, self._aliased(event.snapshot))
+                outputs = self._first_seen(event, acd.pbx_up(event.node, self._aliased(event.snapshot)))
+                lost_at = self._lost_sight.pop(event.node, None)
+                if event.snapshot.restarted and lost_at is not None:
+                    outputs = _at_last_sight(outputs, lost_at)
                 outputs += self._close_interrupted(event.node)
             elif isinstance(event, CallHeld):
                 outputs = self._held(event)
             elif isinstance(event, OfferLost):
                 outputs = acd.offer_lost(event.leg_id)
             elif isinstance(event, PbxDown):
+                driver = self.drivers.get(event.node)
+                self._lost_sight[event.node] = getattr(driver, "lost_sight_at", None) or self._clock()
                 outputs = acd.pbx_down(event.node)
             else:
                 return
@@ -235,6 +254,28 @@ class CallCenter:
         for journey in journeys:
             self._journeys.restore(journey)
             self._restored[journey.call_id] = journey.node
+
+    def _first_seen(self, event: PbxUp, outputs: list[Any]) -> list[Any]:
+        """Callers the PBX held while we were down and that we never saw
+        (no journey, not even a restored one): their journey starts at the
+        enqueue time stamped in the PBX, with the caller ID the PBX has, and
+        queue_log gets their ENTERQUEUE (readopted=False: nothing was
+        written for them before)."""
+        if self._journeys is None:
+            return outputs
+        waiting = {w.call_id or w.leg_id: w for w in event.snapshot.waiting}
+        out: list[Any] = []
+        for o in outputs:
+            wc = waiting.get(getattr(o, "call_id", ""))
+            if (isinstance(o, facts.CallerEnqueued) and o.readopted and wc is not None
+                    and self._journeys.get(o.call_id) is None):
+                at = min(o.at, wc.enqueued_at)
+                out.append(facts.CallStarted(
+                    at=at, call_id=o.call_id, leg_id=wc.leg_id, caller_number=wc.caller_id.number,
+                    caller_name=wc.caller_id.name, dnis="", node=event.node))
+                o = dataclasses.replace(o, at=at, readopted=False)
+            out.append(o)
+        return out
 
     def _close_interrupted(self, node: str) -> list[Any]:
         """After a restart, calls the PBX no longer holds for us (the caller
@@ -388,6 +429,27 @@ def _priority(text: str, call_id: str, default: int) -> int:
         return default
     low, high = PRIORITY_RANGE
     return min(high, max(low, value))
+
+
+def _pbx_shutdown(outputs: list[Any]) -> list[Any]:
+    """A waiting caller hung up by a PBX shutting down did not abandon: no
+    CallerAbandoned (queue_log ABANDON, abandon rate), and the call ends as
+    ``pbx-shutdown``."""
+    out = []
+    for o in outputs:
+        if isinstance(o, facts.CallerAbandoned):
+            continue
+        if isinstance(o, facts.CallEnded) and o.outcome == "abandoned":
+            o = dataclasses.replace(o, outcome="pbx-shutdown")
+        out.append(o)
+    return out
+
+
+def _at_last_sight(outputs: list[Any], lost_at: float) -> list[Any]:
+    """Calls the PBX lost in a restart end when we last heard from it, so
+    the outage is not counted as talk or hold time."""
+    return [dataclasses.replace(o, at=min(o.at, lost_at))
+            if isinstance(o, facts.CallEnded) and o.outcome == "pbx-restart" else o for o in outputs]
 
 
 def _context_of(command: Any) -> dict[str, str]:

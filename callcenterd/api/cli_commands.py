@@ -153,7 +153,7 @@ COLUMNS: dict[str, Sequence[Column]] = {
         ("QUEUE", lambda r, now: _text(r.get("queue")), False),
         ("WAITING", lambda r, now: _text(r.get("waiting")), True),
         ("AVAILABLE", lambda r, now: _text(r.get("available")), True),
-        ("LOGGED IN", lambda r, now: _text(r.get("logged_in")), True),
+        ("LOGGED IN", lambda r, now: _text(r.get("staffed")), True),  # the API calls it staffed
         ("LONGEST WAIT", lambda r, now: format_duration(r.get("longest_wait")), True),
     ),
     "waiting": (

@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from callcenterd.protocols.esl.codec import EslEvent, fs_url_encode
@@ -38,10 +41,67 @@ from tests.fakes.esl_server import (
     fs_separate_string,
 )
 
+DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "freeswitch" / "callcenterd.xml"
+
+
+class FsDialplan:
+    """The shipped ``callcenterd.xml``, run the way mod_dialplan_xml does:
+    a context is hunted when a channel enters it (``transfer``), conditions
+    see the channel variables as they are at that moment, ``$1`` is the
+    condition's capture and ``${var}`` in action data is expanded when the
+    action runs.  Only what the shipped file uses is modelled."""
+
+    def __init__(self, path: Path = DIALPLAN) -> None:
+        self.contexts: dict[str, list[list[tuple[str, str, list[tuple[str, str]]]]]] = {}
+        for ctx in ET.parse(path).getroot().iter("context"):
+            exts = []
+            for ext in ctx.iter("extension"):
+                exts.append([(c.get("field", ""), c.get("expression", ""),
+                              [(a.get("application", ""), a.get("data", "")) for a in c.iter("action")])
+                             for c in ext.iter("condition")])
+            self.contexts[ctx.get("name", "")] = exts
+
+    @staticmethod
+    def expand(data: str, variables: dict[str, str], uuid: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name == "strepoch()":
+                return str(int(time.time()))
+            if name == "uuid":
+                return uuid
+            return variables.get(name.lower(), "")
+        return re.sub(r"\$\{([^}]*)\}", one, data)
+
+    def hunt(self, context: str, dest: str, variables: dict[str, str], uuid: str) -> list[tuple[str, str]]:
+        """The actions of the first extension whose conditions all match."""
+        for conditions in self.contexts[context]:
+            actions: list[tuple[str, str]] = []
+            for field_, expression, acts in conditions:
+                value = dest if field_ == "destination_number" else self.expand(field_, variables, uuid)
+                m = re.search(expression, value)
+                if m is None:
+                    break
+                actions += [(app, data.replace("$1", m.group(1) if m.groups() else "")) for app, data in acts]
+            else:
+                return actions
+        return []
+
+    def after(self, context: str, dest: str, app: str) -> list[tuple[str, str]]:
+        """The actions that follow ``app`` in ``context``'s matching extension."""
+        actions = self.hunt(context, dest, {}, "")
+        names = [a for a, _ in actions]
+        return actions[names.index(app) + 1:]
+
+    def before(self, context: str, dest: str, app: str) -> list[tuple[str, str]]:
+        actions = self.hunt(context, dest, {}, "")
+        names = [a for a, _ in actions]
+        return actions[:names.index(app)]
+
+
 CAUSES = {
     "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_ANSWER": 19, "CALL_REJECTED": 21,
     "NORMAL_TEMPORARY_FAILURE": 41, "ORIGINATOR_CANCEL": 487, "LOSE_RACE": 502,
-    "CHAN_NOT_IMPLEMENTED": 66,
+    "CHAN_NOT_IMPLEMENTED": 66, "SYSTEM_SHUTDOWN": 501,
 }
 NO_SUCH_CHANNEL = b"-ERR No such channel!\n"  # as captured (uuid_kill / uuid_getvar)
 
@@ -68,17 +128,27 @@ class Chan:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     socket: "CustomerSocket | None" = None
     gone: bool = False
+    after_socket: bool = False  # the dialplan lines after ``socket`` ran
+    hung_up_by_dialplan: str = ""  # the dialplan's hangup cause, if it hung up
     headers: dict[str, str] = field(default_factory=dict)  # put on every event of the channel
 
 
 class FsSwitch:
     """The fake FreeSWITCH a contract scenario runs against."""
 
-    def __init__(self, *, talk_time: float = 0.3, answer_delay: float = 0.05) -> None:
+    def __init__(self, *, talk_time: float = 0.3, answer_delay: float = 0.05, job_delay: float = 0.02) -> None:
         self.fake = FakeFreeSwitch()
         self.fake.on_command = self._on_command
         self.talk_time = talk_time
         self.answer_delay = answer_delay
+        # How long an answered leg's originate job still runs after its
+        # CHANNEL_ANSWER (one 20 ms timer tick in the 2026-11-29 captures).  A
+        # uuid_bridge landing inside that window ends the job with
+        # -ERR ORIGINATOR_CANCEL while the leg stays up and bridged
+        # (esl-bridge-before-originate-job); after it, the job says +OK first
+        # and the leg parks (esl-bridge-after-originate-job).
+        self.job_delay = job_delay
+        self.job_results: list[tuple[str, str]] = []  # (leg uuid, BACKGROUND_JOB body)
         self.core_uuid = str(uuidlib.uuid4())
         self.channels: dict[str, Chan] = {}
         self.originates: list[tuple[dict[str, str], str]] = []  # (parsed vars, endpoint)
@@ -86,6 +156,8 @@ class FsSwitch:
         self.broadcasts: list[tuple[str, str, str]] = []  # (uuid, app::arg, leg flag) as mod_commands splits them
         self._tpl = _templates()
         self._seq = 5000
+        self.dialplan = FsDialplan()
+        self.app_delay = 0.0  # per application on a customer's socket (see FakeOutboundChannel)
         self._sockets: list[CustomerSocket] = []
 
     async def start(self) -> int:
@@ -130,6 +202,7 @@ class FsSwitch:
             return
         conn, job = chan.job
         chan.job = None
+        self.job_results.append((chan.uuid, body))
         conn.send_event(EslEvent({
             "Event-Name": "BACKGROUND_JOB", "Core-UUID": self.core_uuid, "Event-Sequence": self._next(),
             "Job-UUID": job, "Job-Command": "originate",
@@ -151,8 +224,15 @@ class FsSwitch:
             self.event("CHANNEL_UNBRIDGE", chan, **{"Other-Leg-Unique-ID": chan.bridged,
                                                    "Bridge-A-Unique-ID": chan.uuid,
                                                    "Bridge-B-Unique-ID": chan.bridged})
+            chan.vars.pop("bridge_to", None)
             if other is not None:
                 other.bridged = ""
+                other.vars.pop("bridge_to", None)
+                if other.socket is not None and not other.gone:
+                    # the caller's socket app returned when the bridge began:
+                    # now it runs the dialplan lines after ``socket``
+                    other.socket.bridge_ended(chan.uuid)
+                    asyncio.get_running_loop().call_soon(self.run_after_socket, other)
             chan.bridged = ""
         if chan.socket is not None and not chan.socket.released:
             chan.socket.remote_hangup(cause)
@@ -164,6 +244,14 @@ class FsSwitch:
         })
         self._job(chan, job_body)
 
+    def shutdown(self) -> None:
+        """``fsctl shutdown``: every channel hung up with SYSTEM_SHUTDOWN
+        (switch_core.c switch_core_destroy -> switch_core_session_hupall),
+        then the shutdown notice and the socket closes."""
+        for chan in list(self.alive()):
+            self.hangup(chan, "SYSTEM_SHUTDOWN")
+        self.fake.shutdown()
+
     # -------------------------------------------------------------- customer
     async def customer(self, port: int, queue: str, patience: float, number: str, name: str,
                        variables: dict[str, str] | None = None) -> Chan:
@@ -174,13 +262,58 @@ class FsSwitch:
                     vars={k.lower(): v for k, v in (variables or {}).items()})
         self.channels[chan.uuid] = chan
         self.event("CHANNEL_CREATE", chan)
+        for app, data in self.dialplan.before("callcenterd-inbound", queue, "socket"):
+            self._run_app(chan, app, data)
         sock = CustomerSocket(self, chan, port)
+        sock.app_delay = self.app_delay
         chan.socket = sock
         self._sockets.append(sock)
-        await sock.start()
         loop = asyncio.get_running_loop()
         chan.timers.append(loop.call_later(patience, self.hangup, chan, "NORMAL_CLEARING"))
+        try:
+            await sock.start()
+        except OSError:
+            # callcenterd is down: the socket app fails at once and the
+            # dialplan goes on with the lines after it
+            sock.released = True
+            self.run_after_socket(chan)
         return chan
+
+    # ------------------------------------------------- the shipped dialplan
+    def run_after_socket(self, chan: Chan) -> None:
+        """The caller runs the lines after ``socket`` (callcenterd down, or
+        its bridge with an agent ended), then what they transfer to."""
+        if chan.gone or chan.after_socket:
+            return
+        chan.after_socket = True
+        actions = self.dialplan.after("callcenterd-inbound", chan.dest, "socket")
+        while actions:
+            app, data = actions.pop(0)
+            data = self.dialplan.expand(data, chan.vars, chan.uuid)
+            if app == "transfer":
+                dest, _, context = data.partition(" XML ")
+                actions = self.dialplan.hunt(context, dest, chan.vars, chan.uuid)
+                continue
+            if not self._run_app(chan, app, data):
+                return
+
+    def _run_app(self, chan: Chan, app: str, data: str) -> bool:
+        """One dialplan app on ``chan``; False when the channel stops there."""
+        if chan.socket is not None:
+            chan.socket.dialplan_runs(app, data, chan.vars, completes=app not in ("endless_playback", "hangup"))
+        if app == "set":
+            name, _, value = data.partition("=")
+            chan.vars[name.lower()] = value
+        elif app == "answer":
+            chan.answered = True
+        elif app == "endless_playback":
+            chan.vars["cc_moh_playing"] = data
+            return False
+        elif app == "hangup":
+            chan.hung_up_by_dialplan = data or "NORMAL_CLEARING"
+            self.hangup(chan, chan.hung_up_by_dialplan)
+            return False
+        return True
 
     # ---------------------------------------------------------- outside call
     def outside_call(self, ext: str, seconds: float, *, answer: bool = True,
@@ -266,8 +399,20 @@ class FsSwitch:
         if ca is None or cb is None:
             return b"-ERR Invalid uuid\n"
         ca.bridged, cb.bridged = b, a
+        # As captured (esl-bridge-*-originate-job): the api/response "+OK <b>"
+        # comes first; a job still running for either leg then ends
+        # -ERR ORIGINATOR_CANCEL, although its leg is up (and never parks);
+        # the parked legs unpark, and CHANNEL_BRIDGE comes last.
+        conn.api_response(f"+OK {b}\n".encode())
+        for chan in (ca, cb):
+            if chan.job is not None and chan.answered:
+                self._job(chan, "-ERR ORIGINATOR_CANCEL\n")
+        for chan, peer in ((ca, b), (cb, a)):
+            self.event("CHANNEL_UNPARK", chan)
+            if chan.socket is not None:
+                chan.socket.bridge_started(peer)
+        ca.vars["bridge_to"], cb.vars["bridge_to"] = b, a  # cleared at the unbridge (last_bridge_to stays)
         self.event("CHANNEL_BRIDGE", ca, **{"Other-Leg-Unique-ID": b, "Bridge-A-Unique-ID": a, "Bridge-B-Unique-ID": b})
-        conn.api_response(b"+OK\n")
         return None
 
     def _api_uuid_setvar(self, conn: Any, args: str) -> bytes:
@@ -349,10 +494,25 @@ class FsSwitch:
             return
         chan.answered = True
         self.event("CHANNEL_ANSWER", chan)
-        self._job(chan, f"+OK {chan.uuid}\n")
+        loop = asyncio.get_running_loop()
+        if self.job_delay > 0:
+            chan.timers.append(loop.call_later(self.job_delay, self._job_done, chan))
+        else:
+            self._job_done(chan)
         if ext.startswith("4"):
             loop = asyncio.get_running_loop()
             chan.timers.append(loop.call_later(self.talk_time, self.hangup, chan, "NORMAL_CLEARING"))
+
+
+    def _job_done(self, chan: Chan) -> None:
+        """The originate job of an answered leg ends: +OK, then the leg runs
+        its ``&park()`` (esl-bridge-after-originate-job).  A bridge that came
+        first already ended the job."""
+        if chan.gone or chan.job is None:
+            return
+        self._job(chan, f"+OK {chan.uuid}\n")
+        self.event("CHANNEL_EXECUTE", chan, Application="park")
+        self.event("CHANNEL_PARK", chan)
 
 
 class CustomerSocket(FakeOutboundChannel):
@@ -375,6 +535,8 @@ class CustomerSocket(FakeOutboundChannel):
                       lambda m: m.group(1) + b"\nCaller-Caller-ID-Name: " + name, head, count=1)
         # channel variables set by the dialplan before ``socket`` ride along as
         # variable_<name> (mod_event_socket.c: switch_channel_event_set_data)
+        if self.chan.answered:  # the dialplan answered before ``socket``
+            head = head.replace(b"Answer-State: ringing", b"Answer-State: answered")
         extra = b"".join(f"variable_{k}: {fs_url_encode(v)}\n".encode() for k, v in self.chan.vars.items())
         return head.rstrip(b"\n") + b"\n" + extra + b"\n"
 
@@ -391,9 +553,10 @@ class CustomerSocket(FakeOutboundChannel):
         elif app == "set":
             name, _, value = arg.partition("=")
             self.chan.vars[name.lower()] = value
+        elif app == "multiset":
+            for piece in fs_separate_string(arg, " "):
+                name, _, value = piece.partition("=")
+                self.chan.vars[name.lower()] = value
         elif app == "endless_playback":
             self.chan.vars["cc_moh_playing"] = arg
-            self._event("CHANNEL_EXECUTE", "CHANNEL_EXECUTE", Application=app, **{
-                "Application-UUID": h.get("event-uuid", ""), "Application-Data": arg})
-            return True  # never completes
         return super()._execute(h)

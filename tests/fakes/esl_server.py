@@ -20,6 +20,14 @@ Two halves:
   channel data, runs ``sendmsg`` execute/hangup by emitting CHANNEL_EXECUTE /
   CHANNEL_EXECUTE_COMPLETE / CHANNEL_HANGUP built from the captured events,
   and lingers after hangup without ever closing (as FreeSWITCH does).
+  ``app_delay`` models the time each application takes on the channel's
+  session thread (about 20 ms per app in the 2026-11-29 captures: one timer
+  tick between a sendmsg and its CHANNEL_EXECUTE_COMPLETE).  When a
+  ``uuid_bridge`` takes the channel (:meth:`FakeOutboundChannel.bridge_started`)
+  the ``socket`` app returns but the socket stays open, with no disconnect
+  notice; after the bridge the dialplan lines that follow ``socket`` run
+  (:meth:`FakeOutboundChannel.dialplan_runs`), as in
+  esl-outbound-after-bridge-ends-outbound.txt.
 
 Everything the client sends is recorded in ``received`` (one string per
 command block).  Reusable by the FreeSWITCH driver's contract tests.
@@ -589,6 +597,9 @@ class FakeOutboundChannel:
         self.received: list[str] = []
         self.format = "plain"
         self.lingering = False
+        self.app_delay = 0.0  # seconds per executed application (see the module docstring)
+        self.playing: str = ""  # event-uuid of the endless_playback that runs, if any
+        self.socket_app_returned = False
         self.hung_up = asyncio.Event()
         self.peer_closed = asyncio.Event()  # our client closed the socket
         self.closed = asyncio.Event()  # the socket is gone, whoever closed it
@@ -622,6 +633,16 @@ class FakeOutboundChannel:
                     self.peer_closed.set()
                     return
                 self.received.append(cmd)
+                if self.app_delay and "\ncall-command: execute" in cmd:
+                    # the +OK is immediate; the app itself runs on the session thread
+                    self._reply("+OK")
+                    await writer.drain()
+                    await asyncio.sleep(self.app_delay)
+                    headers = dict(re.findall(r"^([\w-]+): (.*)$", cmd, re.M))
+                    if not self._execute(headers):
+                        writer.close()
+                        return
+                    continue
                 if not self._handle(cmd):
                     writer.close()
                     return
@@ -719,6 +740,15 @@ class FakeOutboundChannel:
         elif app == "set":
             name, _, value = arg.partition("=")
             extra[f"variable_{name}"] = value
+        elif app == "multiset":
+            # mod_dptools.c multiset_function: "^^<d>" picks the delimiter,
+            # then switch_separate_string and one set per piece
+            for piece in fs_separate_string(arg, " "):
+                name, _, value = piece.partition("=")
+                extra[f"variable_{name}"] = value
+        elif app == "endless_playback":
+            self.playing = app_uuid
+            return True  # runs until the channel is taken away (bridge, hangup)
         self._event("CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE_COMPLETE", **common, **{"Application-Response": response}, **extra)
         return True
 
@@ -735,6 +765,43 @@ class FakeOutboundChannel:
             return True
         self._write(f"{notice}Content-Disposition: disconnect\nContent-Length: {len(GOODBYE)}\n\n".encode() + GOODBYE)
         return False
+
+    def bridge_started(self, peer: str) -> None:
+        """A ``uuid_bridge`` took the channel (esl-outbound-after-bridge-ends-outbound):
+        the music and then the ``socket`` app itself complete with
+        ``PLAYBACK ERROR``, the channel unparks and bridges.  The socket stays
+        open and no disconnect notice is sent."""
+        if self._writer is None or self._writer.is_closing():
+            self.socket_app_returned = True
+            return
+        if self.playing:
+            self._event("CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE_COMPLETE", Application="endless_playback",
+                        **{"Application-UUID": self.playing, "Application-Response": "PLAYBACK ERROR"})
+            self.playing = ""
+        self._event("CHANNEL_UNPARK", "CHANNEL_EXECUTE")
+        if not self.socket_app_returned:
+            self.socket_app_returned = True
+            self._event("CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE_COMPLETE", Application="socket", **{
+                "Application-Data": f"127.0.0.1:{self.port} async full", "Application-Response": "PLAYBACK ERROR",
+                "Application-UUID": str(uuidlib.uuid4())})
+        self._event("CHANNEL_EXECUTE", "CHANNEL_EXECUTE", Application="uuid_bridge", **{"Application-Data": peer})
+        self._event("CHANNEL_BRIDGE", "CHANNEL_EXECUTE", **{"Other-Leg-Unique-ID": peer})
+
+    def bridge_ended(self, peer: str) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._event("CHANNEL_UNBRIDGE", "CHANNEL_EXECUTE", **{"Other-Leg-Unique-ID": peer})
+
+    def dialplan_runs(self, app: str, arg: str, variables: dict[str, str], *, completes: bool = True) -> None:
+        """The channel runs a dialplan line after ``socket``: its events still
+        reach a socket that was not closed (nothing else does)."""
+        if self._writer is None or self._writer.is_closing():
+            return
+        common = {"Application": app, "Application-Data": arg, "Application-UUID": str(uuidlib.uuid4())}
+        self._event("CHANNEL_EXECUTE", "CHANNEL_EXECUTE", **common)
+        if completes:
+            extra = {f"variable_{k}": v for k, v in variables.items()}
+            self._event("CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE_COMPLETE", **common,
+                        **{"Application-Response": "_none_"}, **extra)
 
     def remote_hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         """The caller hangs up on their own."""

@@ -12,12 +12,14 @@ from callcenterd.core import facts as f
 from callcenterd.core.acd.engine import Acd
 from callcenterd.core.acd.specs import AgentSpec, QueueSpec
 from callcenterd.pbx.api import (
+    Bridged,
     CallArrived,
     CallerId,
     CommandFailed,
     LegAnswered,
     LegHungUp,
     Outcome,
+    PbxDown,
     PbxSnapshot,
     PbxUp,
 )
@@ -238,3 +240,62 @@ async def test_a_completed_call_saves_the_queues_handle_stats_to_the_store(cente
     await store.close()
     assert saved["support"]["samples"] == 1
     assert saved["support"]["talk_mean"] < 120  # the prior moved towards the ~0.05 s call
+async def _connected_call(c, driver):
+    c.control("agent_login", "1001")
+    arrive(c)
+    await asyncio.sleep(0.05)
+    originate = next(x for x in driver.calls if x[0] == "originate")[1]
+    c.emit(LegAnswered(originate.leg_id))
+    await asyncio.sleep(0.05)
+    return originate.leg_id
+
+
+async def test_a_caller_hung_up_by_a_pbx_shutting_down_did_not_abandon(center):
+    """FreeSWITCH hangs every channel up with SYSTEM_SHUTDOWN at fsctl shutdown."""
+    c, driver, seen = center
+    arrive(c)  # nobody logged in: the caller waits
+    await asyncio.sleep(0.05)
+    c.emit(LegHungUp("caller-1", Outcome.ANSWERED, 501, "SYSTEM_SHUTDOWN"))
+    await asyncio.sleep(0.05)
+    assert not [x for x in seen if isinstance(x, f.CallerAbandoned)]  # no queue_log ABANDON
+    assert [x.outcome for x in seen if isinstance(x, f.CallEnded)] == ["pbx-shutdown"]
+
+
+async def test_calls_lost_in_a_pbx_restart_end_when_the_pbx_was_last_heard(center):
+    c, driver, seen = center
+    await _connected_call(c, driver)
+    driver.lost_sight_at = asyncio.get_running_loop().time() - 30.0  # last event 30 s before the PbxDown
+    c.emit(PbxDown("ast1", "connection closed"))
+    await asyncio.sleep(0.05)
+    c.emit(PbxUp("ast1", PbxSnapshot(restarted=True)))
+    await asyncio.sleep(0.05)
+    (ended,) = [x for x in seen if isinstance(x, f.CallEnded)]
+    assert ended.outcome == "pbx-restart" and ended.at == driver.lost_sight_at
+
+
+async def test_answered_at_is_the_bridge_time(center):
+    c, driver, seen = center
+    agent_leg = await _connected_call(c, driver)
+    connected = next(x for x in seen if isinstance(x, f.CallerConnected))
+    await asyncio.sleep(0.1)
+    c.emit(Bridged("caller-1", agent_leg))
+    await asyncio.sleep(0.05)
+    bridged_at = asyncio.get_running_loop().time()
+    journey = c._journeys.get(connected.call_id)
+    assert connected.at + 0.1 <= journey.answered_at <= bridged_at
+
+
+async def test_a_caller_held_by_the_dialplan_while_we_were_down_keeps_its_name_and_times(center):
+    from callcenterd.pbx.api import WaitingCall
+
+    c, driver, seen = center
+    enqueued = asyncio.get_running_loop().time() - 100.0  # cc_enqueued stamped by the dialplan
+    c.emit(PbxUp("ast1", PbxSnapshot(legs=frozenset({"leg-d"}), waiting=(
+        WaitingCall("leg-d", "support", enqueued, call_id="leg-d", caller_id=CallerId("5550009", "Dora")),))))
+    await asyncio.sleep(0.05)
+    (started,) = [x for x in seen if isinstance(x, f.CallStarted)]
+    (enq,) = [x for x in seen if isinstance(x, f.CallerEnqueued)]
+    assert (started.caller_name, started.caller_number, started.at) == ("Dora", "5550009", enqueued)
+    assert enq.at == enqueued and enq.readopted is False  # queue_log writes its ENTERQUEUE
+    journey = c._journeys.get("leg-d")
+    assert (journey.caller_name, journey.started_at, journey.enqueued_at) == ("Dora", enqueued, enqueued)

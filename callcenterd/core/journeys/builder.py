@@ -30,6 +30,24 @@ class JourneyBuilder:
     def __init__(self) -> None:
         self._open: dict[str, Journey] = {}
         self.orphans = 0  # facts for a call_id we never saw start
+        self._bridged: set[str] = set()  # call ids whose first bridge was seen
+
+    def bridged(self, leg_a: str, leg_b: str, at: float) -> None:
+        """The PBX bridged the caller to its agent leg: ``answered_at`` is
+        that moment (CallerConnected comes at the agent's answer, just
+        before the bridge is asked for).  Only the first bridge counts."""
+        for journey in self._open.values():
+            if journey.agent_leg_id in (leg_a, leg_b) and journey.answered_at is not None:
+                if journey.call_id in self._bridged:
+                    return
+                self._bridged.add(journey.call_id)
+                journey.answered_at = at
+                if journey.enqueued_at is not None:
+                    journey.hold_s = _ms(at - journey.enqueued_at)
+                    journey.wait_actual = journey.hold_s
+                    if journey.wait_estimate is not None:
+                        journey.estimate_error = _ms(journey.wait_actual - journey.wait_estimate)
+                return
 
     # ---------------------------------------------------------------- queries
     def open_journeys(self) -> list[Journey]:
@@ -119,6 +137,7 @@ class JourneyBuilder:
 
     def _ended(self, fact: f.CallEnded) -> list[Journey]:
         journey = self._open.pop(fact.call_id, None)
+        self._bridged.discard(fact.call_id)
         if journey is None:
             self.orphans += 1
             return []
@@ -177,7 +196,9 @@ def _offered(journey: Journey, fact: f.AgentOffered) -> None:
 def _ring_no_answer(journey: Journey, fact: f.AgentRingNoAnswer) -> None:
     attempt = _ringing_attempt(journey, fact.agent)
     if attempt is not None:
-        attempt.result, attempt.ring_end = fact.reason or "no-answer", fact.at
+        # the caller left while the agent rang: "cancelled", as docs/cdr.md says
+        result = "cancelled" if fact.reason == "caller-hangup" else fact.reason or "no-answer"
+        attempt.result, attempt.ring_end = result, fact.at
 
 
 def _connected(journey: Journey, fact: f.CallerConnected) -> None:

@@ -20,7 +20,9 @@ OUTCOMES = (
     "joinempty",
     "full",
     "rejected",
-    "pbx-restart",
+    "pbx-restart",  # the PBX restarted under the call (ends when we last heard from it)
+    "pbx-shutdown",  # hung up by the PBX shutting down gracefully: not an abandon
+    "interrupted",  # callcenterd restarted and the call was gone
     "ended",  # left before any queue (IVR hang-up, ...)
 )
 

@@ -13,8 +13,17 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
   parked, still hearing the music, whether callcenterd runs or not;
 * an agent leg is ``bgapi originate {origination_uuid=<leg id>,...}<endpoint>
   &park()``: every event about it carries our leg id;
-* on answer the core asks for :meth:`bridge`: ``uuid_bridge caller agent``,
-  then ``cc_connected=1`` on the caller (the snapshot skips it);
+* on answer the core asks for :meth:`bridge`: ``cc_connected=1`` on the
+  caller, then ``uuid_bridge caller agent``.  An agent leg lives as long as
+  its channel events say, whatever its originate job reports: a bridge that
+  wins the race against the job makes it end ``-ERR ORIGINATOR_CANCEL``
+  while the leg stays up (see translate.py);
+* when the bridge starts, the ``socket`` app returns; when it ends, the
+  caller runs the dialplan lines after ``socket``
+  (esl-outbound-after-bridge-ends-*, no disconnect notice on the socket).
+  The shipped dialplan sets ``cc_after_socket=1`` there and, seeing
+  ``cc_connected=1``, hangs the caller up: a caller is never put back on
+  hold after its agent call, whether callcenterd runs or not;
 * a waiting caller hears its position every ``announce_every`` seconds:
   :meth:`update_hold` (sent by the core at that frequency) broadcasts the
   prompts over the music with ``uuid_broadcast`` (see :data:`ANNOUNCE`);
@@ -22,9 +31,27 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
   a call callcenterd did not make is not rung (``device_key`` maps an agent's
   dial string to the name the events use);
 * on (re)connect, :meth:`snapshot` lists channels (``show channels as
-  json``) and reads the ``cc_*`` stamps with ``uuid_getvar`` so the core can
-  re-adopt waiting callers in order.  A FreeSWITCH restart is seen by its
-  ``core_uuid`` (or, failing that, its boot time from ``status``) changing.
+  json``) and reads the stamps with ``uuid_getvar``.  ``PbxUp`` is reported
+  only once the snapshot is complete: device states (``devices``), live agent
+  legs (``agent_legs``, with the caller each is bridged to, from
+  ``bridge_to``, which FreeSWITCH clears when a bridge ends) and waiting
+  callers.  Every channel that entered our dialplan is dealt with, whatever
+  its variables say:
+
+  - bridged (``bridge_to`` set): talking, reported in ``legs`` only;
+  - ``cc_connected=1`` and ``cc_after_socket=1``, not bridged: its agent call
+    is over and it runs the dialplan after ``socket`` (an older dialplan put
+    it back on music).  The driver hangs it up itself, at once: nobody else
+    would, and it must not wait for an agent again.  It stays in ``legs`` so
+    that a core that knew the call completes it as ended by the agent;
+  - anything else with ``cc_queue`` or ``cc_requested_queue`` (also a
+    ``cc_connected=1`` caller whose bridge never happened: it is still in the
+    ``socket`` app's park): waiting, re-adopted in ``cc_enqueued`` order.  A
+    caller that was never stamped (callcenterd died before deciding) is
+    stamped and given music now.
+
+  A FreeSWITCH restart is seen by its ``core_uuid`` (or, failing that, its
+  boot time from ``status``) changing.
 
 Nothing FreeSWITCH-specific leaks into the core: events and outcomes are the
 same as the Asterisk driver's.
@@ -33,6 +60,7 @@ same as the Asterisk driver's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -52,6 +80,8 @@ from callcenterd.pbx.api import (
     PbxEvent,
     PbxSnapshot,
     PbxUp,
+    DeviceStatus,
+    LiveAgentLeg,
     UnsafeValue,
     WaitingCall,
     check_safe,
@@ -108,6 +138,14 @@ AVMD_EVENTS = ("CUSTOM", "avmd::beep", "avmd::timeout")
 #: Variables stamped on a held caller (FreeSWITCH variable names are
 #: case-insensitive: switch_event_get_header uses strcasecmp).
 STAMPS = ("cc_call_id", "cc_queue", "cc_enqueued", "cc_priority", "cc_skills", "cc_connected")
+#: What the snapshot reads of every channel: the stamps, what the dialplan
+#: sets (``cc_requested_queue``, ``cc_after_socket``), the agent stamp and
+#: ``origination_uuid`` set at originate (mod_loopback copies both to the
+#: ``-b`` half, whose origination_uuid is then not its own uuid), and
+#: ``bridge_to`` (set while bridged, cleared when the bridge ends, see
+#: esl-bridge-before-originate-job.txt: CHANNEL_UNBRIDGE keeps only
+#: ``last_bridge_to``).
+SNAPSHOT_VARS = STAMPS + ("cc_requested_queue", "cc_after_socket", "cc_agent", "origination_uuid", "bridge_to")
 
 _UPTIME = re.compile(
     r"UP (\d+) years?, (\d+) days?, (\d+) hours?, (\d+) minutes?, (\d+) seconds?, (\d+) milliseconds?"
@@ -225,6 +263,10 @@ class FreeswitchDriver:
         self._up = False
         self.avmd = False
         self.events_seen = 0
+        self.last_event_at: float | None = None
+        #: When we last heard from FreeSWITCH before the connection dropped
+        #: (the service ends calls lost in a restart there).
+        self.lost_sight_at: float | None = None
 
     device_key = staticmethod(device_key)
 
@@ -243,15 +285,14 @@ class FreeswitchDriver:
         self.avmd = module.strip() == "true"
         if self.avmd:
             await session.subscribe(list(AVMD_EVENTS))
-        snapshot, devices = await self._take_snapshot(session)
+        snapshot = await self._take_snapshot(session)
         self._up = True
-        self._emit(PbxUp(self.node, snapshot))
-        for event in devices:
-            self._emit(event)
+        self._emit(PbxUp(self.node, snapshot))  # complete: devices and agent legs are in it
         self._pump = asyncio.create_task(self._pump_events(session), name=f"fs-events-{self.node}")
 
     async def on_esl_disconnected(self, reason: object) -> None:
         self._esl = None
+        self.lost_sight_at = self.last_event_at or self._clock()
         if self._up:
             self._up = False
             self._emit(PbxDown(self.node, str(reason) if reason else "connection closed"))
@@ -269,6 +310,7 @@ class FreeswitchDriver:
             self.on_esl_event(ev)
 
     def on_esl_event(self, ev: Any) -> None:
+        self.last_event_at = self._clock()
         for event in self._translator.feed(ev):
             self._emit(event)
         for event in self._devices.feed(ev):
@@ -326,8 +368,7 @@ class FreeswitchDriver:
         if not pending.answered:
             await call.answer()
             pending.answered = True
-        for name, value in stamps.items():
-            await call.set_var(name, value)
+        await self._stamp_socket(call, stamps)
         # Queue endless_playback and do NOT wait for it: it never completes.
         # The +OK means FreeSWITCH queued it; it runs inside the socket app's
         # park and keeps running after we close the socket.
@@ -339,6 +380,11 @@ class FreeswitchDriver:
         if not reply.ok:
             raise CommandFailed(f"endless_playback: {reply.reply_text}")
         self._held_now(call.uuid)
+
+    async def _stamp_socket(self, call: Any, stamps: Mapping[str, str]) -> None:
+        """All the stamps in one ``multiset``: each application is a round
+        trip on the channel (about 20 ms), and a hold used to take nine."""
+        await call.set_vars(dict(stamps))
 
     # ------------------------------------------------------------ commands
     def _control(self) -> EslControl:
@@ -391,7 +437,7 @@ class FreeswitchDriver:
             return  # PbxDown covers it: the core withdraws legs ringing there
         for event in self._translator.job_result(leg_id, ev.body):
             self._emit(event)
-        if amd and ev.body.startswith("+OK"):
+        if amd and self._translator.answered(leg_id):
             await self._start_amd(leg_id)
 
     async def _start_amd(self, leg_id: str) -> None:
@@ -404,10 +450,22 @@ class FreeswitchDriver:
             log.warning("fs.amd_start_failed", leg=leg_id, error=str(exc))
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
-        """Bridge a held caller (``leg_a``) with an answered agent leg."""
-        await self._api(f"uuid_bridge {self._uuid(leg_a)} {self._uuid(leg_b)}", "uuid_bridge")
+        """Bridge a held caller (``leg_a``) with an answered agent leg.
+
+        ``cc_connected=1`` goes on the caller *before* the bridge: the bridge
+        may end before a later setvar lands, and the dialplan after
+        ``socket`` reads it to hang up instead of holding again.
+        """
+        a, b = self._uuid(leg_a), self._uuid(leg_b)
+        await self._api(f"uuid_setvar {a} cc_connected 1", "uuid_setvar")
+        try:
+            await self._api(f"uuid_bridge {a} {b}", "uuid_bridge")
+        except CommandFailed:
+            # no bridge: the caller is still parked in the socket app, waiting
+            with contextlib.suppress(CommandFailed, ConnectionLost, Timeout):
+                await self._api(f"uuid_setvar {a} cc_connected", "uuid_setvar")
+            raise
         self._unhold(leg_a)
-        await self._api(f"uuid_setvar {leg_a} cc_connected 1", "uuid_setvar")
 
     async def hangup(self, leg_id: str, cause: int = 16) -> None:
         name = cause_name(cause)
@@ -603,10 +661,7 @@ class FreeswitchDriver:
         return _getvar_value(await self._control().api(f"uuid_getvar {self._uuid(leg_id)} {_var_name(name)}"))
 
     async def snapshot(self) -> PbxSnapshot:
-        snapshot, devices = await self._take_snapshot(self._control())
-        for event in devices:
-            self._emit(event)
-        return snapshot
+        return await self._take_snapshot(self._control())
 
     @staticmethod
     def _uuid(leg_id: str) -> str:
@@ -616,13 +671,14 @@ class FreeswitchDriver:
         return leg_id
 
     # ------------------------------------------------------------ snapshot
-    async def _take_snapshot(self, esl: EslControl) -> tuple[PbxSnapshot, list[PbxEvent]]:
+    async def _take_snapshot(self, esl: EslControl) -> PbxSnapshot:
         restarted = await self._restarted(esl)
         body = await esl.api("show channels as json", timeout=SNAPSHOT_TIMEOUT)
         try:
             rows = json.loads(body or "{}").get("rows") or []
         except (ValueError, AttributeError):
             raise CommandFailed(f"show channels: not JSON ({body.strip()[:60]!r})") from None
+        rows = [r for r in rows if isinstance(r, dict)]
         legs: set[str] = set()
         for row in rows:
             uid = str(row.get("uuid") or "")
@@ -631,37 +687,87 @@ class FreeswitchDriver:
         self._held.clear()
         self._told_at.clear()
         ordered = sorted(legs)
-        # uuid_getvar per stamp, pipelined (replies are FIFO on one socket)
+        # uuid_getvar per variable, pipelined (replies are FIFO on one socket)
+        n = len(SNAPSHOT_VARS)
         replies = await asyncio.gather(*(
-            esl.api(f"uuid_getvar {uid} {name}", timeout=SNAPSHOT_TIMEOUT) for uid in ordered for name in STAMPS
+            esl.api(f"uuid_getvar {uid} {name}", timeout=SNAPSHOT_TIMEOUT) for uid in ordered for name in SNAPSHOT_VARS
         ))
         cid = {str(r.get("uuid")): CallerId(_clean_inbound(str(r.get("cid_num") or "")),
                                               _clean_inbound(str(r.get("cid_name") or ""))) for r in rows}
         waiting: list[WaitingCall] = []
+        agent_legs: list[LiveAgentLeg] = []
+        after_agent: list[str] = []
+        unstamped: list[WaitingCall] = []
+        now = self._clock()
         for i, uid in enumerate(ordered):
-            values = dict(zip(STAMPS, (_getvar_value(b) for b in replies[i * len(STAMPS):(i + 1) * len(STAMPS)])))
-            if values["cc_connected"] == "1" or not values["cc_queue"] or values["cc_enqueued"] is None:
-                continue  # bridged, an agent leg, or not ours
+            v = dict(zip(SNAPSHOT_VARS, (_getvar_value(b) for b in replies[i * n:(i + 1) * n])))
+            if v["cc_agent"]:
+                if v["origination_uuid"] in (None, uid):  # not the -b half of a loopback agent leg
+                    agent_legs.append(LiveAgentLeg(uid, v["cc_agent"], v["cc_call_id"] or "", v["bridge_to"] or ""))
+                continue
+            queue = v["cc_queue"] or v["cc_requested_queue"]
+            if v["bridge_to"] or not queue or uid in self._pending:
+                continue  # talking, not ours, or on its socket right now
+            if v["cc_connected"] == "1" and v["cc_after_socket"] == "1":
+                after_agent.append(uid)
+                continue
+            if v["cc_connected"] == "1":
+                log.warning("snapshot.bridge_never_happened", leg=uid, hint="re-adopted as waiting")
             try:
-                enqueued = float(values["cc_enqueued"])
+                enqueued = float(v["cc_enqueued"]) if v["cc_enqueued"] else None
             except ValueError:
                 log.warning("snapshot.bad_enqueue_time", leg=uid)
-                continue
+                enqueued = None
             try:
-                priority = int(values["cc_priority"] or "0")
+                priority = int(v["cc_priority"] or "0")
             except ValueError:
                 priority = 0
             self._translator.track(uid)
             self._held_now(uid)  # a re-adopted caller is not told its position at once
-            waiting.append(WaitingCall(
-                leg_id=uid, queue=values["cc_queue"], enqueued_at=enqueued, priority=priority,
-                call_id=values["cc_call_id"] or uid, caller_id=cid.get(uid, CallerId()),
-                skills=parse_skills(values["cc_skills"] or ""),
-            ))
+            wc = WaitingCall(
+                leg_id=uid, queue=queue, enqueued_at=now if enqueued is None else enqueued, priority=priority,
+                call_id=v["cc_call_id"] or uid, caller_id=cid.get(uid, CallerId()),
+                skills=parse_skills(v["cc_skills"] or ""),
+            )
+            waiting.append(wc)
+            if enqueued is None and v["cc_after_socket"] != "1":
+                unstamped.append(wc)  # callcenterd died before holding it: no stamps, no music
         waiting.sort(key=lambda w: w.enqueued_at)
-        log.info("freeswitch.snapshot", node=self.node, channels=len(legs), waiting=len(waiting), restarted=restarted)
-        devices = self._devices.resync(r for r in rows if isinstance(r, dict))
-        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted), devices
+        for uid in after_agent:
+            await self._hang_up_after_agent(esl, uid)
+        for wc in unstamped:
+            await self._hold_found(esl, wc)
+        before = set(self._devices.status)
+        self._devices.resync(rows)
+        devices = {d: self._devices.status.get(d, DeviceStatus.NOT_INUSE) for d in before | set(self._devices.status)}
+        log.info("freeswitch.snapshot", node=self.node, channels=len(legs), waiting=len(waiting),
+                 agent_legs=len(agent_legs), hung_up_after_agent=len(after_agent), restarted=restarted)
+        return PbxSnapshot(legs=frozenset(legs), waiting=tuple(waiting), restarted=restarted,
+                           devices=devices, agent_legs=tuple(agent_legs))
+
+    async def _hang_up_after_agent(self, esl: EslControl, uid: str) -> None:
+        """A caller whose agent call is over, found on its way back to hold."""
+        log.warning("snapshot.caller_after_agent_call", leg=uid, action="hangup")
+        self._translator.track(uid)
+        self._translator.hanging_up(uid)
+        body = await esl.api(f"uuid_kill {self._uuid(uid)} NORMAL_CLEARING", timeout=SNAPSHOT_TIMEOUT)
+        if body.startswith("-ERR"):
+            log.debug("hangup.gone", leg=uid, reply=body.strip()[:60])
+
+    async def _hold_found(self, esl: EslControl, wc: WaitingCall) -> None:
+        """Stamp and give music to a caller found in our dialplan with neither."""
+        log.warning("snapshot.unstamped_caller", leg=wc.leg_id, queue=wc.queue, action="hold")
+        uuid = self._uuid(wc.leg_id)
+        try:
+            check_safe(wc.queue, "queue")
+            for name, value in (("cc_call_id", wc.call_id), ("cc_queue", wc.queue),
+                                ("cc_enqueued", f"{wc.enqueued_at:.3f}")):
+                _check_ok(await esl.api(f"uuid_setvar {uuid} {name} {esl_quote_arg(value)}",
+                                        timeout=SNAPSHOT_TIMEOUT), "uuid_setvar")
+            _check_ok(await esl.api(f"uuid_broadcast {uuid} {esl_quote_arg('endless_playback::' + self._moh_stream)}"
+                                    " aleg", timeout=SNAPSHOT_TIMEOUT), "uuid_broadcast")
+        except (CommandFailed, UnsafeValue) as exc:
+            log.warning("snapshot.hold_failed", leg=wc.leg_id, error=str(exc))
 
     async def _restarted(self, esl: EslControl) -> bool:
         """Did FreeSWITCH restart since we last saw it?"""

@@ -4,12 +4,16 @@ Only legs the driver tracks (callers handed to us by the ``socket`` app,
 agent legs it originated) produce events; the ``-b`` halves of loopback
 channels, CHANNEL_STATE noise and other people's calls stay out of the core.
 
-An originated leg can end three ways, in any order on the wire
+An originated leg can end two ways, in any order on the wire
 (mod_event_socket does not order a BACKGROUND_JOB against channel events,
 see the captures' README): its CHANNEL_HANGUP_COMPLETE, or the ``-ERR
 <CAUSE>`` of the ``bgapi originate`` job (the only news when no channel was
 ever created: unknown endpoint, no route).  The first one reports, the other
-is swallowed.
+is swallowed.  Once the leg *answered*, only its channel events count: a
+``uuid_bridge`` that lands while the originate job still runs makes the job
+end ``-ERR ORIGINATOR_CANCEL`` although the leg stays up and bridged
+(esl-bridge-before-originate-job.txt; switch_ivr_originate.c gives up on a
+leg that was taken out of its hands, and nobody hangs that leg up).
 
 Device state (:class:`FsDevices`) is derived from the same channel events,
 for every channel, ours or not: FreeSWITCH has no device-state event like
@@ -67,11 +71,14 @@ CAUSE_CODES: dict[str, int] = {
     "RECOVERY_ON_TIMER_EXPIRE": 102,
     "INTERWORKING": 127,
     "ORIGINATOR_CANCEL": 487,
-    "PICKED_OFF": 501,
+    "CRASH": 500,
+    "SYSTEM_SHUTDOWN": 501,  # every channel, at fsctl shutdown
     "LOSE_RACE": 502,
     "MANAGER_REQUEST": 503,
     "ALLOTTED_TIMEOUT": 602,
     "USER_CHALLENGE": 603,
+    "MEDIA_TIMEOUT": 604,
+    "PICKED_OFF": 605,
     "USER_NOT_REGISTERED": 606,
     "PROGRESS_TIMEOUT": 607,
     "GATEWAY_DOWN": 609,
@@ -196,6 +203,11 @@ class FsTranslator:
         if leg is not None:
             leg.we_hung_up = True
 
+    def answered(self, leg_id: str) -> bool:
+        """The leg answered and has not ended."""
+        leg = self.legs.get(leg_id)
+        return leg is not None and leg.answered and not leg.ended
+
     def tracked(self, leg_id: str) -> bool:
         leg = self.legs.get(leg_id)
         return leg is not None and not leg.ended
@@ -216,6 +228,11 @@ class FsTranslator:
         if ok:
             # switch_ivr_originate returns once the leg answered
             return self._answered(leg_id, leg)
+        if leg.answered:
+            # -ERR ORIGINATOR_CANCEL after CHANNEL_ANSWER: the bridge won the
+            # race against the job (esl-bridge-before-originate-job.txt).  The
+            # leg lives on; its CHANNEL_HANGUP_COMPLETE will end it.
+            return []
         if leg.we_hung_up:
             outcome = Outcome.CANCELLED
         else:

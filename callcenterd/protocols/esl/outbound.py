@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import re
 import uuid as uuidlib
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -46,6 +46,7 @@ __all__ = [
     "LINGER_DRAIN",
     "EslOutboundCall",
     "EslOutboundServer",
+    "multiset_arg",
 ]
 
 CONNECT_REPLY_TIMEOUT = 5.0  # "connect" -> channel data
@@ -58,6 +59,29 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _CAUSE = re.compile(r"[A-Z_]+\Z|\d{1,3}\Z")
 
 Handler = Callable[["EslOutboundCall"], Awaitable[None]]
+
+
+#: Delimiters tried for ``multiset``, in order.
+_MULTISET_DELIMS = "|~;!"
+
+
+def multiset_arg(values: Mapping[str, str]) -> str | None:
+    """``^^<d>name=value<d>...`` for the ``multiset`` app, or None.
+
+    mod_dptools.c multiset_function takes the character after ``^^`` as the
+    delimiter and splits with switch_separate_string, which also strips
+    quotes and backslashes and trims blanks (switch_utils.c
+    cleanup_separated_string); each piece then goes through ``set``.  So a
+    value must not hold the delimiter, a quote, a backslash or edge blanks;
+    when none of the delimiters fits, the caller sets the variables one by one.
+    """
+    text = "".join(f"{k}={v}" for k, v in values.items())
+    if any(c in text for c in "'\"") or any(v != v.strip() for v in values.values()):
+        return None
+    for d in _MULTISET_DELIMS:
+        if d not in text:
+            return f"^^{d}" + d.join(f"{k}={v}" for k, v in values.items())
+    return None
 
 
 class EslOutboundCall(EslConnection):
@@ -269,6 +293,27 @@ class EslOutboundCall(EslConnection):
         if "${" in value:
             raise UnsafeValue(f"variable {name}: '${{' would be expanded by FreeSWITCH")
         return await self.execute("set", f"{name}={value}")
+
+    async def set_vars(self, values: Mapping[str, str]) -> EslEvent | None:
+        """Set all of ``values`` with one ``multiset`` application: one
+        round trip on the channel (about 20 ms each in the captures) instead
+        of one ``set`` per variable.  Falls back to one ``set`` each when no
+        delimiter fits the values (see :func:`multiset_arg`)."""
+        for name, value in values.items():
+            if not _VAR_NAME.match(name):
+                raise UnsafeValue(f"bad variable name {name[:40]!r}")
+            check_safe(value, f"variable {name}")
+            if "${" in value:
+                raise UnsafeValue(f"variable {name}: '${{' would be expanded by FreeSWITCH")
+        if not values:
+            return None
+        arg = multiset_arg(values)
+        if arg is None:
+            last = None
+            for name, value in values.items():
+                last = await self.set_var(name, value)
+            return last
+        return await self.execute("multiset", arg)
 
     async def hangup(self, cause: str = "NORMAL_CLEARING") -> str:
         """``sendmsg`` / ``call-command: hangup`` with a cause name (or Q.850 number)."""

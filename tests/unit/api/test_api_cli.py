@@ -50,7 +50,7 @@ class FakeControl:
                 {"agent": "1002", "state": "available", "reason": "", "queues": []}]
 
     def queues(self):
-        return [{"queue": "sales", "waiting": 1, "available": 0, "logged_in": 2,
+        return [{"queue": "sales", "waiting": 1, "available": 0, "staffed": 2,
                  "longest_wait": 3725.0}]
 
     def waiting(self):
@@ -194,6 +194,17 @@ def test_agents_and_queues_tables(server, cli, capsys):
     assert cli("queues", "--api", url) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["sales", "1", "0", "2", "1:02:05"]
+
+
+def test_the_queues_table_reads_the_keys_the_acd_really_returns():
+    """``LOGGED IN`` showed "-": the CLI read ``logged_in``, the API returns ``staffed``."""
+    from callcenterd.api.cli_commands import COLUMNS
+    from tests.unit.core.acd.acd_harness import A, Q, Rig
+
+    row = Rig([Q("sales")], [A("1001"), A("1002")]).acd.queues_view()[0]
+    cells = {header: cell(row, 0.0) for header, cell, _ in COLUMNS["queues"]}
+    assert cells["LOGGED IN"] == "2"
+    assert "-" not in (cells["QUEUE"], cells["WAITING"], cells["AVAILABLE"])
 
 
 def test_json_output(server, cli, capsys):

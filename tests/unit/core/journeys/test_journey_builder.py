@@ -172,3 +172,24 @@ def test_a_call_that_went_on_across_a_restart_counts_its_whole_talk():
     closed = feed(builder, [f.CallCompleted(T0 + 150, "c1", "sales", "1002", hold_s=0, talk_s=5, orig_position=0, by="caller"),
                             f.CallEnded(T0 + 150, "c1", "answered")])
     assert closed[0].talk_s == 120.0 and closed[0].outcome == "answered"
+def test_answered_at_moves_to_the_first_bridge_and_hold_follows():
+    builder = JourneyBuilder()
+    facts = answered_call()
+    feed(builder, facts[:6])  # up to CallerConnected at T0 + 30
+    builder.bridged("leg-c", "leg-a2", T0 + 30.5)
+    builder.bridged("leg-c", "leg-a2", T0 + 90)  # a later re-bridge is not the answer
+    (j,) = feed(builder, facts[6:])
+    assert j.answered_at == T0 + 30.5 and j.hold_s == 28.5 and j.wait_actual == 28.5 and j.estimate_error == -1.5
+
+
+def test_a_ring_cancelled_by_the_caller_leaving_is_cancelled_as_documented():
+    builder = JourneyBuilder()
+    (j,) = feed(builder, [
+        f.CallStarted(T0, "c1", "leg-c"),
+        f.CallerEnqueued(T0 + 1, "c1", "sales", position=1),
+        f.AgentOffered(T0 + 2, "c1", "sales", "1001", "leg-a1"),
+        f.AgentRingNoAnswer(T0 + 5, "c1", "sales", "1001", ring_ms=3000, reason="caller-hangup"),
+        f.CallerAbandoned(T0 + 5, "c1", "sales", position=1, orig_position=1, wait_s=4),
+        f.CallEnded(T0 + 5, "c1", "abandoned"),
+    ])
+    assert [a.result for a in j.attempts] == ["cancelled"]

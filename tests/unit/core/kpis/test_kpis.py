@@ -147,3 +147,17 @@ def test_empty_input_gives_no_rows_and_bad_settings_fail():
         KpiSettings(sl_denominator="calls")
     with pytest.raises(ValueError, match="by must be"):
         compute_kpis([], "skill")
+
+
+def test_callers_hung_up_by_a_pbx_shutdown_are_not_abandons():
+    b = JourneyBuilder()
+    closed = []
+    for i in range(3):
+        cid = f"s{i}"
+        closed += b.apply(f.CallStarted(1000.0 + i, cid, f"leg-{i}"))
+        closed += b.apply(f.CallerEnqueued(1000.0 + i, cid, "sales", position=i + 1))
+        # what the service records for a SYSTEM_SHUTDOWN hang-up: no CallerAbandoned
+        closed += b.apply(f.CallEnded(1060.0, cid, "pbx-shutdown"))
+    (row,) = compute_kpis(closed, "queue")
+    assert (row.abandoned, row.short_abandoned) == (0, 0)
+    assert row.abandon_rate_pct in (None, 0.0)

@@ -4,6 +4,7 @@ the wire, hostile values, resync, and faults (FreeSWITCH-only)."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -17,6 +18,7 @@ from callcenterd.pbx.api import (
     HoldSpec,
     LegAnswered,
     LegHungUp,
+    LiveAgentLeg,
     OriginateRequest,
     Outcome,
     PbxDown,
@@ -405,4 +407,176 @@ async def test_device_busy_at_reconnect_comes_from_the_snapshot_and_clears_after
     await rig.wait(lambda: rig.of(PbxDown))
     chan.gone = True  # hung up while we were away: no event will ever say so
     await rig.wait(lambda: len(rig.of(PbxUp)) == 2)
-    await rig.wait(lambda: _states(rig, "loopback/1001")[-1:] == [DeviceStatus.NOT_INUSE])
+    up = rig.of(PbxUp)[-1]
+    # in the snapshot the core gets before it routes, not in events after PbxUp
+    assert up.snapshot.devices == {"loopback/1001": DeviceStatus.NOT_INUSE}
+    assert rig.events[-1] is up or not any(isinstance(e, DeviceState) for e in rig.events[rig.events.index(up):])
+
+
+# ------------------------------------- 2026-11-29 captures: bridge vs job, after the socket
+async def _bridge_on_answer(rig, caller_uuid: str, agent_leg: str) -> None:
+    """Bridge the moment the agent leg answers, as the core does."""
+    await rig.wait(lambda: any(e.leg_id == agent_leg for e in rig.of(LegAnswered)))
+    await rig.driver.bridge(caller_uuid, agent_leg)
+
+
+async def _held(rig, queue: str = "support"):
+    chan = await rig.switch.customer(rig.server.port, queue, 30, "1555", "X")
+    await rig.wait(lambda: rig.of(CallArrived))
+    await rig.driver.hold(WaitingCall(chan.uuid, queue, 1700000000.0, call_id="call-1"), HoldSpec(position=1))
+    await rig.wait(lambda: chan.socket.released)
+    return chan
+
+
+@pytest.mark.parametrize("job_delay, job", [(5.0, "-ERR ORIGINATOR_CANCEL\n"), (0.0, "+OK leg-a\n")])
+async def test_a_bridged_agent_leg_lives_whatever_its_originate_job_says(rig, job_delay, job):
+    """esl-bridge-before/after-originate-job: the job's text is not the leg's life."""
+    rig.switch.job_delay = job_delay
+    chan = await _held(rig)
+    await rig.driver.originate(_request("leg-a", "1001"))
+    await _bridge_on_answer(rig, chan.uuid, "leg-a")
+    await rig.wait(lambda: ("leg-a", job) in rig.switch.job_results)
+    await asyncio.sleep(0.05)
+    assert not [e for e in rig.of(LegHungUp) if e.leg_id == "leg-a"]
+    assert rig.switch.channels["leg-a"].bridged == chan.uuid and not rig.switch.channels["leg-a"].gone
+    # the uuid_bridge reply came before CHANNEL_BRIDGE, as captured
+    await rig.driver.hangup("leg-a")
+    await rig.wait(lambda: [e for e in rig.of(LegHungUp) if e.leg_id == "leg-a"])
+    assert [e.outcome for e in rig.of(LegHungUp) if e.leg_id == "leg-a"] == [Outcome.ANSWERED]
+
+
+async def test_cc_connected_is_set_before_the_bridge_and_cleared_when_it_fails(rig):
+    chan = await _held(rig)
+    with pytest.raises(CommandFailed):
+        await rig.driver.bridge(chan.uuid, "no-such-agent-leg")
+    cmds = [c for c in rig.switch.fake.commands() if c.startswith(("api uuid_setvar", "api uuid_bridge"))]
+    assert cmds == [f"api uuid_setvar {chan.uuid} cc_connected 1", f"api uuid_bridge {chan.uuid} no-such-agent-leg",
+                    f"api uuid_setvar {chan.uuid} cc_connected"]
+    assert "cc_connected" not in chan.vars
+
+
+async def test_after_its_agent_call_the_caller_runs_the_dialplan_and_is_hung_up(rig):
+    """esl-outbound-after-bridge-ends-*: when the bridge ends the caller runs
+    the lines after ``socket``; the shipped dialplan hangs it up."""
+    chan = await _held(rig)
+    await rig.driver.originate(_request("leg-a", "4001"))  # talks 0.3 s, then hangs up
+    await _bridge_on_answer(rig, chan.uuid, "leg-a")
+    await rig.wait(lambda: chan.gone)
+    assert chan.after_socket and chan.hung_up_by_dialplan == "NORMAL_CLEARING"
+    assert chan.vars["cc_after_socket"] == "1" and "cc_moh_playing" in chan.vars  # only the first hold's music
+
+
+async def _orphan_caller(rig, **variables: str):
+    """A caller found in FreeSWITCH after a reconnect, as the dialplan left it."""
+    chan = await _held(rig)
+    chan.vars.update(variables)
+    return chan
+
+
+async def test_snapshot_hangs_up_a_caller_back_on_hold_after_its_agent_call(rig):
+    """An older dialplan (or any path) put a connected caller back on music:
+    the snapshot used to skip it because of cc_connected=1, and nobody owned it."""
+    chan = await _orphan_caller(rig, cc_connected="1", cc_after_socket="1")
+    snap = await rig.driver.snapshot()
+    assert chan.uuid in snap.legs and snap.waiting == ()
+    assert (chan.uuid, "NORMAL_CLEARING") in rig.switch.killed and chan.gone
+
+
+async def test_snapshot_readopts_a_connected_caller_whose_bridge_never_happened(rig):
+    chan = await _orphan_caller(rig, cc_connected="1")  # still parked in the socket app
+    (w,) = (await rig.driver.snapshot()).waiting
+    assert w.leg_id == chan.uuid and not chan.gone
+
+
+async def test_snapshot_stamps_and_holds_a_caller_nobody_stamped(rig):
+    chan = await _held(rig)
+    for name in ("cc_call_id", "cc_queue", "cc_enqueued"):
+        del chan.vars[name]  # what a daemon killed before its hold leaves: cc_requested_queue only
+    rig.driver._clock = lambda: 1800000000.25
+    (w,) = (await rig.driver.snapshot()).waiting
+    assert (w.leg_id, w.queue, w.enqueued_at, w.call_id) == (chan.uuid, "support", 1800000000.25, chan.uuid)
+    assert chan.vars["cc_queue"] == "support" and chan.vars["cc_enqueued"] == "1800000000.250"
+    assert (chan.uuid, "endless_playback::local_stream://moh", "aleg") in rig.switch.broadcasts
+
+
+async def test_pbx_up_carries_the_live_agent_legs_and_device_states(rig):
+    """Defect 4: an agent leg answered while we were away is in the snapshot
+    of the PbxUp (bridged or not), and no DeviceState trails the PbxUp."""
+    caller = await _held(rig)
+    await rig.driver.originate(_request("leg-b", "1001"))
+    await _bridge_on_answer(rig, caller.uuid, "leg-b")
+    await rig.driver.originate(OriginateRequest("leg-o", "loopback/1002/agents", ring_timeout=5, call_id="call-9",
+                                                variables={"CC_AGENT": "1002"}))
+    await rig.wait(lambda: any(e.leg_id == "leg-o" for e in rig.of(LegAnswered)))
+    rig.switch.fake.disconnect_all()
+    await rig.wait(lambda: len(rig.of(PbxUp)) == 2)
+    up = rig.of(PbxUp)[-1]
+    assert sorted(up.snapshot.agent_legs, key=lambda a: a.leg_id) == [
+        LiveAgentLeg("leg-b", "1001", "call-1", caller.uuid),
+        LiveAgentLeg("leg-o", "1002", "call-9", ""),
+    ]
+    agents = {d: s for d, s in up.snapshot.devices.items() if d.startswith("loopback/100")}
+    assert agents == {"loopback/1001": DeviceStatus.INUSE, "loopback/1002": DeviceStatus.INUSE}
+    assert up.snapshot.waiting == ()  # the bridged caller is talking
+    await asyncio.sleep(0.05)
+    assert not any(isinstance(e, DeviceState) for e in rig.events[rig.events.index(up):])
+
+
+async def test_outbound_socket_kept_open_through_a_bridge_sees_what_the_capture_shows(rig):
+    """esl-outbound-after-bridge-ends-outbound.txt, event names in wire order."""
+    from tests.fakes.esl_server import _event_of, captured_events
+
+    captured = [_event_of(h, b) for h, b in captured_events("outbound-after-bridge-ends-outbound")]
+    keep = ("CHANNEL_EXECUTE_COMPLETE", "CHANNEL_UNPARK", "CHANNEL_EXECUTE", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE")
+    start = next(i for i, e in enumerate(captured) if e.get("Application") == "endless_playback")
+    want = [(e.name, e.get("Application") or "") for e in captured[start + 1:] if e.name in keep]
+    # ... up to the first dialplan line after ``socket`` (what follows is the dialplan's)
+    want = want[:want.index(("CHANNEL_EXECUTE_COMPLETE", "set")) + 1]
+    # the listener of the capture kept the socket: so do we here, by hand
+    from tests.contract.fs_switch import CustomerSocket
+
+    chan = await _held(rig)
+    sock = CustomerSocket(rig.switch, chan, 0)
+    seen: list = []
+    sock._event = lambda name, template, **h: seen.append((name, h.get("Application", "")))  # type: ignore[method-assign]
+    sock._writer = type("W", (), {"is_closing": lambda self: False, "write": lambda self, d: None,
+                                  "close": lambda self: None})()
+    sock.playing = "moh-uuid"
+    chan.socket = sock
+    await rig.driver.originate(_request("leg-a", "4001"))
+    await _bridge_on_answer(rig, chan.uuid, "leg-a")
+    await rig.wait(lambda: chan.gone)
+    assert [s for s in seen if s[0] in keep][:len(want)] == want
+
+
+# ------------------------------------------------------------- one multiset
+async def test_a_hold_stamps_the_caller_in_one_multiset_application(rig):
+    chan = await rig.switch.customer(rig.server.port, "support", 30, "1555", "X")
+    await rig.wait(lambda: rig.of(CallArrived))
+    wc = WaitingCall(chan.uuid, "support", 1700000000.5, priority=3, call_id="call-7", skills={"fr": 5, "sales": 2})
+    await rig.driver.hold(wc, HoldSpec(position=2, wait_estimate=40, announce_every=30))
+    await rig.wait(lambda: chan.socket.released)
+    apps = [dict(re.findall(r"^([\w-]+): (.*)$", c, re.M)).get("execute-app-name") for c in chan.socket.received
+            if c.startswith("sendmsg")]
+    assert apps == ["multiset", "endless_playback"]  # the dialplan answered already: no answer either
+    assert {k: chan.vars[k] for k in ("cc_call_id", "cc_queue", "cc_enqueued", "cc_priority", "cc_skills",
+                                      "cc_position", "cc_ewt", "cc_announce_every")} == {
+        "cc_call_id": "call-7", "cc_queue": "support", "cc_enqueued": "1700000000.500", "cc_priority": "3",
+        "cc_skills": "fr:5,sales:2", "cc_position": "2", "cc_ewt": "40", "cc_announce_every": "30"}
+
+
+@pytest.mark.parametrize("values", [
+    {"a": "fr:5,sales:2", "b": "", "c": "x=y"},
+    {"a": "p|q", "b": "r~s"},
+    {"a": "O'Brien"},
+    {"a": " padded "},
+    {"a": "|", "b": "~", "c": ";", "d": "!"},
+])
+def test_multiset_argument_splits_back_exactly_or_is_refused(values):
+    from callcenterd.protocols.esl.outbound import multiset_arg
+
+    arg = multiset_arg(values)
+    if arg is None:  # quotes, backslashes, edge blanks, or every delimiter used: one set each
+        return
+    pieces = fs_separate_string(arg, " ")  # the oracle: switch_separate_string with ^^<d>
+    assert dict(p.split("=", 1) for p in pieces) == values
