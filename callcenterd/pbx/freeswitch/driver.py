@@ -5,8 +5,10 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
 
 * the dialplan runs ``socket 127.0.0.1:8084 async full``; each connection
   becomes :class:`CallArrived` (leg id = the channel's Unique-ID).  The core
-  answers with :meth:`hold`: we answer, stamp ``cc_*`` variables, start
-  ``endless_playback`` of the music and close the socket.  In async mode the
+  answers with :meth:`hold`: we answer (unless the dialplan did), stamp the
+  ``cc_*`` variables in one ``multiset`` (each app costs a ~20 ms round trip
+  on the channel), start ``endless_playback`` of the music and close the
+  socket.  In async mode the
   ``socket`` app parks the channel (mod_event_socket.c socket_function ->
   switch_ivr_park) and runs our queued apps inside that park; we never send
   ``resume``, so when the socket closes the caller stays in FreeSWITCH,
@@ -74,14 +76,14 @@ from callcenterd.pbx.api import (
     CallerId,
     CommandFailed,
     ConnectionLost,
+    DeviceStatus,
     HoldSpec,
+    LiveAgentLeg,
     OriginateRequest,
     PbxDown,
     PbxEvent,
     PbxSnapshot,
     PbxUp,
-    DeviceStatus,
-    LiveAgentLeg,
     UnsafeValue,
     WaitingCall,
     check_safe,
