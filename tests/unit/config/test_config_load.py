@@ -237,3 +237,11 @@ def test_errors_the_broken_file_may_explain_are_not_reported(write_config):
                         {"10-pbx.yaml": "pbx: {ast1: {type: asterisk\n"})
     messages = errors_of(path)
     assert len(messages) == 1 and messages[0].startswith(f"{path.parent / 'conf.d' / '10-pbx.yaml'}:")
+
+
+def test_wide_cdr_file_mode_is_refused_where_it_is_written(write_config):
+    path = write_config(MINIMAL, {"10-cdr.yaml": "cdr:\n  fsync: always\n  file_mode: \"0644\"\n"})
+    assert errors_of(path) == [
+        f"{path.parent / 'conf.d' / '10-cdr.yaml'}:3: cdr.file_mode: file_mode 0644 grants 0004 beyond 0660 "
+        "(call records hold caller numbers and names); set cdr.allow_wide_file_mode: true to allow it"
+    ]
