@@ -11,10 +11,18 @@ control raises map onto HTTP statuses:
 * ``LookupError`` (incl. ``KeyError`` and an ``UnknownAgent(KeyError)``) → 404
 * ``ValueError`` or any exception class named ``InvalidTransition`` → 409
 * anything else → 500 ``{"error": "internal error"}`` (details logged, not sent)
+
+Slow or idle clients cannot hold the API (slowloris): a connection must
+finish its first request header within ``HEADER_TIMEOUT``, an idle keep-alive
+connection is closed after ``KEEPALIVE_TIMEOUT``, a request body must arrive
+within ``BODY_TIMEOUT``, and at most ``MAX_CONNECTIONS`` are open at once (at
+the limit the oldest connection still waiting for its header is closed; when
+none is, the new one gets a 503).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import ipaddress
@@ -32,6 +40,10 @@ MAX_REASON_LEN = 64  # fits queue_log's PAUSE|reason and Asterisk's QueueMemberP
 MAX_AGENT_ID_LEN = 64
 PUBLIC_PATHS = frozenset({"/v1/health"})
 SHUTDOWN_TIMEOUT = 5.0  # seconds stop() waits for in-flight requests
+HEADER_TIMEOUT = 10.0  # seconds from connect to the end of the first request header
+KEEPALIVE_TIMEOUT = 15.0  # seconds an idle keep-alive connection stays open (aiohttp's default: 1 h)
+BODY_TIMEOUT = 10.0  # seconds to receive a request body
+MAX_CONNECTIONS = 64  # open at once; the CLI uses one per command
 
 
 # ----------------------------------------------------------------- the port
@@ -210,9 +222,14 @@ def build_app(control: AgentControl, token: str) -> web.Application:
 
 async def _reason(request: web.Request) -> str:
     try:
-        body = await request.json()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            body = await request.json()
     except (ValueError, LookupError):  # bad JSON, bad UTF-8, unknown charset=
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:  # json.loads recurses once per "[" or "{"
+        raise BadRequest("request body is nested too deeply") from None
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason=f"request body not received within {BODY_TIMEOUT:g} s") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     reason = body.get("reason")
@@ -227,15 +244,125 @@ async def _reason(request: web.Request) -> str:
 
 
 # ----------------------------------------------------------------- server
+class _Connections:
+    """The open API connections, oldest first, with the limits they obey."""
+
+    def __init__(self, max_connections: int, header_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.open: dict[_GuardedConnection, None] = {}  # insertion ordered
+
+    def admit(self, conn: _GuardedConnection) -> bool:
+        """Make room for ``conn``: close the oldest connection still waiting
+        for its header if the limit is reached; False when none can go."""
+        if len(self.open) >= self.max_connections:
+            idle = next((c for c in self.open if c.awaiting_header), None)
+            if idle is None:
+                return False
+            idle.drop("api.connection_evicted", max_connections=self.max_connections)
+        self.open[conn] = None
+        return True
+
+
+_TOO_MANY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: 34\r\n\r\n"
+    b'{"error": "too many connections"}\n'
+)
+
+
+class _GuardedConnection(asyncio.Protocol):
+    """Wraps aiohttp's protocol for one connection: enforces the header
+    timeout and the connection limit, forwards everything else.
+
+    aiohttp has no header-read timeout, and its keep-alive timer only starts
+    after a first response (before 3.14), so a client that sends half a
+    header and stalls would hold its connection for ever.
+    """
+
+    def __init__(self, inner_factory: Callable[[], asyncio.Protocol], conns: _Connections) -> None:
+        self._inner_factory = inner_factory
+        self._conns = conns
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""  # last bytes seen while awaiting the header
+        self.awaiting_header = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        if not self._conns.admit(self):
+            log.warning("api.connection_refused", reason="too many connections",
+                        max_connections=self._conns.max_connections)
+            self._transport.write(_TOO_MANY)
+            self._transport.close()
+            return
+        self._timer = asyncio.get_running_loop().call_later(self._conns.header_timeout, self._header_timed_out)
+        self._inner = self._inner_factory()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is None:
+            return
+        if self.awaiting_header:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:  # end of the request line and headers
+                self.awaiting_header = False
+                self._cancel_timer()
+            else:
+                self._tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self._conns.open.pop(self, None)
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def _header_timed_out(self) -> None:
+        self._timer = None
+        self.drop("api.header_timeout", timeout_s=self._conns.header_timeout)
+
+    def drop(self, event: str, **fields: Any) -> None:
+        """Close the connection (header timeout, eviction); logged once."""
+        self._cancel_timer()
+        self._conns.open.pop(self, None)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            log.info(event, peer=transport.get_extra_info("peername"), **fields)
+            transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class ApiServer:
     """Runs an app on host:port; ``port=0`` picks a free port (see :attr:`port`)."""
 
     def __init__(self, app: web.Application, host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT) -> None:
+                 port: int = DEFAULT_PORT, *, header_timeout: float = HEADER_TIMEOUT,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.app = app
         self.host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._keepalive_timeout = keepalive_timeout
+        self.connections = _Connections(max_connections, header_timeout)
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -245,24 +372,35 @@ class ApiServer:
             log.warning("api.non_loopback_bind", host=self.host,
                         hint="anyone who can reach this port can try tokens; firewall it")
         runner = web.AppRunner(self.app, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT)
+                               shutdown_timeout=SHUTDOWN_TIMEOUT,
+                               keepalive_timeout=self._keepalive_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
+        inner = runner.server  # aiohttp's protocol factory (its low-level server)
+        assert inner is not None
+        conns = self.connections
         try:
-            await site.start()
+            # Our own listening socket instead of web.TCPSite, so that every
+            # connection goes through _GuardedConnection.
+            server = await asyncio.get_running_loop().create_server(
+                lambda: _GuardedConnection(inner, conns), self.host, self._requested_port)
         except OSError as err:
             await runner.cleanup()
             raise OSError(err.errno,
                           f"cannot listen on {self.host}:{self._requested_port}: {err.strerror}"
                           ) from err
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self._server = runner, server
+        self.port = server.sockets[0].getsockname()[1]
         log.info("api.listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # stop accepting; open connections are shut down by the runner
         if runner is not None:
             await runner.cleanup()
+        for conn in list(self.connections.open):
+            conn.drop("api.connection_closed_on_stop")
 
     @property
     def url(self) -> str:

@@ -7,7 +7,10 @@ Each value remembers the file and line it came from, so an error reads::
     conf.d/10-sales.yaml:12: queues.sales.ring_time: Input should be a valid number
 
 All problems (YAML, schema, cross references) are collected and raised at
-once as :class:`ConfigError`.
+once as :class:`ConfigError`.  A file that cannot be read or parsed does not
+hide the others: the files that parsed are still merged and validated, and
+their errors are reported with the parse errors -- except the ones its
+absence may cause (a missing key, a reference to something it defined).
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ def read_layers(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[KeyP
     yields ``config/conf.d/10-sales.yaml``.  Raises ConfigError listing every
     unreadable or malformed file.
     """
+    data, origins, errors = _read_layers(path)
+    if errors:
+        raise ConfigError(errors)
+    return data, origins
+
+
+def _read_layers(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[KeyPath, Origin], list[str]]:
+    """read_layers without raising: (merge of the files that parsed, origins, file errors)."""
     main = Path(path)
     files = [main]
     conf_d = main.parent / CONF_D
@@ -68,9 +81,7 @@ def read_layers(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[KeyP
             errors.append(f"{file}:1: {exc}")
             continue
         merge(data, origins, layer, layer_origins)
-    if errors:
-        raise ConfigError(errors)
-    return data, origins
+    return data, origins, errors
 
 
 def _unshare(value: Any, active: set[int]) -> Any:
@@ -171,30 +182,44 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 # ----------------------------------------------------------------- building
 def config_from_mapping(
-    data: Mapping[str, Any], origins: Mapping[KeyPath, Origin] | None = None
+    data: Mapping[str, Any], origins: Mapping[KeyPath, Origin] | None = None,
+    *, incomplete: bool = False,
 ) -> Config:
-    """Validate merged data into a Config, or raise ConfigError with every problem."""
+    """Validate merged data into a Config, or raise ConfigError with every problem.
+
+    ``incomplete``: some file could not be read, so a missing key or an
+    unknown reference may well be in it; those are not reported.
+    """
     origins = origins or {}
-    located: list[tuple[KeyPath, str]] = list(check_references(data))
+    located: list[tuple[KeyPath, str]] = [] if incomplete else list(check_references(data))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         config = None
         for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            if incomplete and error["type"] == "missing":
+                continue
             msg = error["msg"]
             if error["type"] == "value_error":
                 msg = msg.removeprefix("Value error, ")
             located.append((_data_path(data, error["loc"]), msg))
     if located:
         raise ConfigError(_render(located, origins))
-    assert config is not None
+    if config is None:  # incomplete: every problem was one the unread file may explain
+        raise ConfigError([])
     return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, merge and validate a configuration; raise ConfigError on any problem."""
-    data, origins = read_layers(path)
-    return config_from_mapping(data, origins)
+    data, origins, errors = _read_layers(path)
+    if not errors:
+        return config_from_mapping(data, origins)
+    try:
+        config_from_mapping(data, origins, incomplete=True)
+    except ConfigError as exc:
+        errors += exc.messages
+    raise ConfigError(errors)
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:

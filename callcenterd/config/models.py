@@ -425,6 +425,10 @@ class CdrConfig(_Strict):
     max_bytes: Annotated[int, BeforeValidator(_parse_size), Field(ge=4096)] = 64 * 2**20
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    # Call records hold caller numbers and names: nothing beyond owner and
+    # group (0660) unless the admin says so.  Declared before file_mode, which
+    # is validated against it.
+    allow_wide_file_mode: bool = False
     file_mode: Annotated[str, AfterValidator(_check_mode)] = "0640"
 
     @field_validator("formats")
@@ -432,6 +436,17 @@ class CdrConfig(_Strict):
     def _unique_formats(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each format may be listed once")
+        return value
+
+    @field_validator("file_mode")
+    @classmethod
+    def _not_wider_than_0660(cls, value: str, info: ValidationInfo) -> str:
+        wider = int(value, 8) & ~0o660
+        if wider and not info.data.get("allow_wide_file_mode", False):
+            raise ValueError(
+                f"file_mode {value} grants {oct(wider)[2:].zfill(4)} beyond 0660 (call records hold "
+                "caller numbers and names); set cdr.allow_wide_file_mode: true to allow it"
+            )
         return value
 
     @property

@@ -15,6 +15,11 @@ PINs.  This loader keeps its own, much smaller set of implicit resolvers:
 Mapping keys are always strings (an agent id ``1001:`` is ``"1001"``),
 duplicate keys are refused with file:line, and every value's origin is
 recorded as a key path -> (file, line) map taken from the composed nodes.
+
+Aliases (``*defaults``) are fine, but a document whose aliases expand to
+more than ``MAX_ALIAS_EXPANSION`` values is refused before anything walks
+the expanded tree: nine levels of nine aliases ("billion laughs") is a few
+hundred bytes of YAML and 387 million values.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 __all__ = ["Origin", "YamlError", "StrictLoader", "load_yaml", "KeyPath"]
 
 KeyPath = tuple[str | int, ...]
+
+#: Values reached a second time through an alias, per document.  A config
+#: that shares defaults between thousands of agents stays far below it.
+MAX_ALIAS_EXPANSION = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
         if root is None:
             return None, {(): Origin(file, 1)}
         origins: dict[KeyPath, Origin] = {(): Origin(file, 1)}
+        _check_alias_expansion(root, file)
         _collect_origins(root, (), file, origins, set())
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -160,6 +170,43 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
     finally:
         loader.dispose()
     return data, origins
+
+
+def _check_alias_expansion(root: Node, file: str) -> None:
+    """Refuse an alias bomb: count the values the aliases would expand to,
+    in time linear in the number of distinct nodes (sizes are memoised)."""
+    sizes: dict[int, int] = {}  # node id -> values in its expanded subtree
+    distinct = 0
+    # Iterative post-order walk of the node graph (no recursion, no expansion).
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    active: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            size = 1 + sum(sizes.get(id(child), 0) for child in _children(node))
+            sizes[key] = size
+            if size - distinct > MAX_ALIAS_EXPANSION:
+                raise YamlError(
+                    _origin(file, node),
+                    f"aliases expand to more than {MAX_ALIAS_EXPANSION} values (a YAML alias bomb?)",
+                )
+            continue
+        if key in sizes or key in active:  # already counted, or a recursive alias
+            continue
+        active.add(key)
+        distinct += 1
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [value for _, value in node.value]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _collect_origins(

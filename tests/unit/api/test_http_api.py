@@ -109,6 +109,8 @@ async def test_pause_passes_the_reason(api):
     (b'{"reason": "' + b"x" * 65 + b'"}', "longer than 64"),
     (b'{"reason": "lunch\\r\\nAction: Originate"}', "control character"),
     (b'{"reason": "a\\u0000b"}', "control character"),
+    (b"[" * 8000 + b"]" * 8000, "nested too deeply"),
+    (b'{"a":' * 2000 + b"1" + b"}" * 2000, "nested too deeply"),
 ])
 async def test_bad_pause_bodies_are_400(api, body, needle):
     control, http = api
@@ -270,3 +272,119 @@ async def test_busy_port_is_a_clear_error():
             await second.start()
     finally:
         await first.stop()
+
+
+# ---------------------------------------------- slow and idle clients (slowloris)
+async def _raw(server: ApiServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", server.port)
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the server sent before closing; fails if it keeps the connection open."""
+    return await asyncio.wait_for(reader.read(), within)
+
+
+async def test_half_a_header_then_silence_is_dropped_after_the_header_timeout():
+    server = ApiServer(build_app(FakeControl(), TOKEN), "127.0.0.1", 0, header_timeout=0.3)
+    await server.start()
+    try:
+        reader, writer = await _raw(server)
+        writer.write(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert await _closed_by_server(reader, within=3) == b""
+        writer.close()
+        assert not server.connections.open
+    finally:
+        await server.stop()
+
+
+async def test_header_timeout_does_not_cut_a_slow_handler():
+    control = FakeControl()
+
+    async def slow_agents():
+        await asyncio.sleep(0.5)  # longer than the header timeout
+        return []
+
+    control.agents = slow_agents
+    server = ApiServer(build_app(control, TOKEN), "127.0.0.1", 0, header_timeout=0.2)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            async with http.get("/v1/agents", headers=AUTH) as r:
+                assert r.status == 200 and await r.json() == {"agents": []}
+    finally:
+        await server.stop()
+
+
+async def test_idle_keepalive_connection_is_closed():
+    server = ApiServer(build_app(FakeControl(), TOKEN), "127.0.0.1", 0, keepalive_timeout=0.3)
+    await server.start()
+    try:
+        reader, writer = await _raw(server)
+        writer.write(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await _closed_by_server(reader, within=3)
+        assert answer.startswith(b"HTTP/1.1 200")  # answered, then closed once idle
+        writer.close()
+    finally:
+        await server.stop()
+
+
+async def test_too_many_connections_evicts_the_oldest_idle_one():
+    server = ApiServer(build_app(FakeControl(), TOKEN), "127.0.0.1", 0, max_connections=3)
+    await server.start()
+    try:
+        idle = [await _raw(server) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            async with http.get("/v1/health") as r:
+                assert r.status == 200
+        assert await _closed_by_server(idle[0][0], within=3) == b""  # the oldest went
+        assert len(server.connections.open) <= 3
+        for _, writer in idle:
+            writer.close()
+    finally:
+        await server.stop()
+
+
+async def test_too_many_busy_connections_refuse_the_next_with_503():
+    control = FakeControl()
+    release = asyncio.Event()
+
+    async def blocked_agents():
+        await release.wait()
+        return []
+
+    control.agents = blocked_agents
+    server = ApiServer(build_app(control, TOKEN), "127.0.0.1", 0, max_connections=2)
+    await server.start()
+    try:
+        busy = [await _raw(server) for _ in range(2)]
+        for _, writer in busy:
+            writer.write(b"GET /v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+        await asyncio.sleep(0.1)
+        reader, writer = await _raw(server)
+        refused = await _closed_by_server(reader, within=3)
+        assert refused.startswith(b"HTTP/1.1 503") and b"too many connections" in refused
+        writer.close()
+        release.set()
+        for reader, writer in busy:
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 3)).startswith(b"HTTP/1.1 200")
+            writer.close()
+    finally:
+        await server.stop()
+
+
+async def test_body_that_never_arrives_is_408(monkeypatch):
+    monkeypatch.setattr("callcenterd.api.http.BODY_TIMEOUT", 0.2)
+    control = FakeControl()
+    server = ApiServer(build_app(control, TOKEN), "127.0.0.1", 0)
+    await server.start()
+    try:
+        reader, writer = await _raw(server)
+        writer.write(b"POST /v1/agents/1001/pause HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{")
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 3)
+        assert status.startswith(b"HTTP/1.1 408")
+        writer.close()
+        assert control.calls == []
+    finally:
+        await server.stop()

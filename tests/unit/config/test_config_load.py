@@ -215,3 +215,33 @@ def test_load_refuses_store_backend_postgresql_where_it_is_written(write_config)
     assert errors_of(path) == [
         f"{path}:12: store.backend: postgresql is not supported yet (nothing would be stored); use sqlite"
     ]
+
+
+def test_syntax_error_in_one_conf_d_file_does_not_hide_the_others(write_config):
+    path = write_config(MINIMAL, {
+        "10-broken.yaml": "queues:\n  sales: {ring_time: 5\n",
+        "20-agents.yaml": "agents:\n  \"1001\": {max_missed: many}\n",
+        "30-queues.yaml": "queues:\n  support:\n    strategy: fastest\n",
+    })  # fmt: skip
+    conf_d = path.parent / "conf.d"
+    messages = errors_of(path)
+    assert len(messages) == 3
+    assert messages[0].startswith(f"{conf_d / '10-broken.yaml'}:")
+    assert messages[1] == f"{conf_d / '20-agents.yaml'}:2: agents.1001.max_missed: Input should be a valid integer"
+    assert messages[2].startswith(f"{conf_d / '30-queues.yaml'}:3: queues.support.strategy: Input should be")
+
+
+def test_errors_the_broken_file_may_explain_are_not_reported(write_config):
+    """The unreadable file may define the pbx node or the queue others refer to."""
+    path = write_config("agents:\n  \"1001\": {device: PJSIP/1001, queues: [sales]}\n",
+                        {"10-pbx.yaml": "pbx: {ast1: {type: asterisk\n"})
+    messages = errors_of(path)
+    assert len(messages) == 1 and messages[0].startswith(f"{path.parent / 'conf.d' / '10-pbx.yaml'}:")
+
+
+def test_wide_cdr_file_mode_is_refused_where_it_is_written(write_config):
+    path = write_config(MINIMAL, {"10-cdr.yaml": "cdr:\n  fsync: always\n  file_mode: \"0644\"\n"})
+    assert errors_of(path) == [
+        f"{path.parent / 'conf.d' / '10-cdr.yaml'}:3: cdr.file_mode: file_mode 0644 grants 0004 beyond 0660 "
+        "(call records hold caller numbers and names); set cdr.allow_wide_file_mode: true to allow it"
+    ]

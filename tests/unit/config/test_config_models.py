@@ -143,3 +143,20 @@ def test_agent_wrapup_overrides_queue():
     ))  # fmt: skip
     assert (config.agent_wrapup("x", "q"), config.agent_wrapup("y", "q")) == (3, 10)
     assert config.agent_name("x") == "x"
+
+
+@pytest.mark.parametrize("mode", ["0644", "0664", "0666", "0770", "0700", "0604"])
+def test_cdr_file_mode_wider_than_0660_is_refused(mode):
+    (message,) = messages(base(cdr={"file_mode": mode}))
+    assert message.startswith(f"cdr.file_mode: file_mode {mode} grants ")
+    assert message.endswith("set cdr.allow_wide_file_mode: true to allow it")
+
+
+@pytest.mark.parametrize("mode", ["0640", "0600", "0660", "0440", "0400", "640"])
+def test_cdr_file_mode_up_to_0660_is_accepted(mode):
+    assert config_from_mapping(base(cdr={"file_mode": mode})).cdr.file_mode == mode
+
+
+def test_cdr_wide_file_mode_with_the_explicit_override():
+    config = config_from_mapping(base(cdr={"file_mode": "0644", "allow_wide_file_mode": True}))
+    assert config.cdr.file_mode_int == 0o644

@@ -1,5 +1,7 @@
 """The strict YAML loader: scalar typing, string keys, duplicates, origins."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -110,3 +112,41 @@ def test_explicit_int_tag_with_leading_zero_is_refused():
 def test_recursive_alias_is_a_clean_error():
     with pytest.raises(YamlError, match=r"^x\.yaml:1: .*recursive"):
         load_yaml("a: &x [1, *x]\n", "x.yaml")
+
+
+# ------------------------------------------------------------- alias bombs
+def _laughs(levels: int, width: int) -> str:
+    lines = ['l0: &l0 "lol"']
+    for n in range(1, levels + 1):
+        lines.append(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_is_refused_quickly_and_located():
+    """In a child process with a deadline: before the limit it never returned."""
+    import subprocess
+    import sys
+
+    code = (
+        "from callcenterd.config.yaml_loader import YamlError, load_yaml\n"
+        "try:\n"
+        f"    load_yaml({_laughs(9, 9)!r}, 'bomb.yaml')\n"
+        "except YamlError as exc:\n"
+        "    print(exc)\n"
+    )
+    repo = Path(__file__).resolve().parents[3]  # this checkout's callcenterd
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, cwd=repo)
+    assert done.stdout.startswith("bomb.yaml:") and "aliases expand to more than 100000 values" in done.stdout
+
+
+def test_a_small_bomb_is_refused_too():
+    """4^9 = 262,144 values: before the limit this loaded (slowly) as data."""
+    with pytest.raises(YamlError, match="alias bomb"):
+        load_yaml(_laughs(9, 4), "bomb.yaml")
+
+
+def test_ordinary_alias_reuse_is_accepted():
+    text = "d: &d {queues: [sales, support], skills: {en: 5, fr: 3}}\nagents:\n" + "\n".join(
+        f'  "{1000 + n}": *d' for n in range(2000)) + "\n"
+    data, _ = load_yaml(text, "ok.yaml")
+    assert len(data["agents"]) == 2000 and data["agents"]["1999"]["skills"] == {"en": 5, "fr": 3}
