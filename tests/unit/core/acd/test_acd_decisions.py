@@ -9,7 +9,7 @@ import pytest
 
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
 from callcenterd.core import facts as f
-from callcenterd.core.acd import Acd, Strategy
+from callcenterd.core.acd import Acd, ConfigError, Strategy
 from callcenterd.core.acd.index import ReadyIndex
 from callcenterd.core.acd.strategies import pick
 from callcenterd.pbx.api import CallerId
@@ -196,3 +196,33 @@ def test_timers_still_fire_after_thousands_of_cancelled_ones():
     assert of(r.out, f.CallerTimedOut) == []
     r.advance(1)
     assert [t.call_id for t in of(r.out, f.CallerTimedOut)] == ["patient"]
+
+
+def test_one_tick_handles_every_due_timer_even_behind_a_cancelled_one():
+    r = Rig([Q(max_wait=60)], [A("a1")])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "a1", "c1"))  # c1's max_wait timer is cancelled, still in the heap
+    r.clock.now += 1
+    r.call("sales", call_id="c2")
+    r.clock.now += 100
+    out = r.run(r.acd.tick())  # one tick, as after a suspended event loop
+    assert [t.call_id for t in of(out, f.CallerTimedOut)] == ["c2"]
+
+
+def test_a_new_queue_is_empty_and_admits_up_to_its_limit():
+    r = Rig([Q(max_callers=1)], [A("a1")], login=False)
+    assert r.acd.queues_view()[0]["waiting"] == 0
+    assert of(r.call("sales", call_id="c1"), f.CallerEnqueued)
+    assert of(r.call("sales", call_id="c2"), f.CallerRejected)
+
+
+@pytest.mark.parametrize("queues, agents, message", [
+    ([Q(), Q()], [], "queue 'sales' defined twice"),
+    ([Q(overflow_queue="nowhere")], [], "queue 'sales': overflow_queue 'nowhere' does not exist"),
+    ([Q()], [A("a1"), A("a1")], "agent 'a1' defined twice"),
+    ([Q()], [A("a1", queues=("support",))], "agent 'a1': queue 'support' does not exist"),
+])
+def test_config_errors_name_the_queue_or_agent(queues, agents, message):
+    with pytest.raises(ConfigError) as err:
+        Acd(queues, agents, FakeClock(), rng=random.Random(1), new_id=lambda: "x")
+    assert str(err.value) == message

@@ -297,3 +297,16 @@ def test_the_pause_reason_is_in_the_agent_state_fact_and_views():
     assert r.acd.agent_state("a1")["reason"] == "lunch"
     out = r.run(r.acd.agent_pause("a1", "training"))  # a new reason is a new state
     assert [(c.state, c.reason) for c in of(out, f.AgentStateChanged)] == [("paused", "training")]
+
+
+def test_estimate_with_a_single_busy_agent_waits_for_that_one():
+    # 2 staffed, 1 ready, 1 busy 30 s into 100: the third caller waits two rounds of the busy one
+    assert estimate_wait(3, 2, 1, 1, 1000.0, 1030.0, 100.0) == 170.0
+
+
+def test_estimate_for_an_agent_who_just_got_busy_is_a_full_handle_time():
+    assert estimate_wait(1, 1, 0, 1, 1030.0, 1030.0, 100.0) == 100.0
+
+
+def test_estimate_with_a_very_short_handle_time_is_not_rounded_up():
+    assert estimate_wait(1, 1, 0, 1, 0.0, 1000.0, 5.0) == 0.5
