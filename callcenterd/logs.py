@@ -8,6 +8,9 @@
 * stdlib loggers (asyncio, aiohttp, ...) go through the same pipeline via
   ``structlog.stdlib.ProcessorFormatter``.
 * Keys that look like secrets (secret, password, token, dsn) are masked.
+* Tracebacks never show local variables, whatever is installed: structlog's
+  defaults do (``dict_tracebacks``, and ``rich``/``better_exceptions`` on the
+  console), and a local can be the API token or a PBX password.
 
 Usage::
 
@@ -39,6 +42,10 @@ LEVELS = {
 }
 SECRET_KEYS = frozenset({"secret", "password", "token", "dsn", "authorization"})
 _HANDLER_NAME = "callcenterd"  # marks our root handler so reconfiguring replaces it
+# Structured tracebacks, but without frame locals (a local may hold a secret).
+_DICT_TRACEBACKS_NO_LOCALS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
@@ -82,10 +89,12 @@ def configure_logging(
     renderer: Processor
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if fmt == "json":
-        final.append(structlog.processors.dict_tracebacks)
+        final.append(_DICT_TRACEBACKS_NO_LOCALS)
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     final.append(renderer)
 
     shared = _shared_processors()

@@ -1,6 +1,7 @@
 """configure_logging: JSON lines, console, contextvars, stdlib routing."""
 
 import asyncio
+import importlib.util
 import io
 import json
 import logging
@@ -136,3 +137,25 @@ def test_bad_arguments():
         configure_logging(level="verbose", stream=io.StringIO())
     with pytest.raises(ValueError, match="unknown log format"):
         configure_logging(fmt="xml", stream=io.StringIO())
+
+
+def _fail_with_a_secret_in_a_local():
+    token = b"s3cret-api-token"  # noqa: F841 -- the local a traceback must not show
+    raise RuntimeError("handler failed")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_logged_traceback_never_shows_local_variables(fmt):
+    # rich (and better_exceptions) make structlog's console tracebacks print
+    # locals, and dict_tracebacks does by default: the test extra installs
+    # rich, so this sees the leak if the pipeline ever falls back to them.
+    assert importlib.util.find_spec("rich") is not None, "the test extra must install rich"
+    stream = io.StringIO()
+    configure_logging(fmt=fmt, stream=stream)
+    try:
+        _fail_with_a_secret_in_a_local()
+    except RuntimeError:
+        get_logger("callcenterd.api").exception("api.handler_failed")
+    logged = stream.getvalue()
+    assert "handler failed" in logged and "_fail_with_a_secret_in_a_local" in logged
+    assert "s3cret-api-token" not in logged

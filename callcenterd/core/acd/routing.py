@@ -210,7 +210,9 @@ class Routing(AcdState):
             variables={"CC_CALL_ID": call.call_id, "CC_AGENT": a.id, "CC_QUEUE": q.name},
             call_id=call.call_id,
         )
-        leg = AgentLeg(leg_id, a.id, call.call_id, call.node, q.name, now, a.idle_since)
+        # the place to give back if we withdraw: the one before the first of its ringing offers
+        idle_before = min((lg.idle_before for lg in a.legs.values()), default=a.idle_since)
+        leg = AgentLeg(leg_id, a.id, call.call_id, call.node, q.name, now, idle_before)
         a.idle_since = now  # max_concurrent > 1: go to the back while still ready
         a.legs[leg_id] = leg
         call.rings[leg_id] = a.id

@@ -1,12 +1,16 @@
 """The agent-control HTTP API, served for real on 127.0.0.1:0."""
 
 import asyncio
+import importlib.util
+import io
 import logging
 
 import aiohttp
 import pytest
+import structlog
 
 from callcenterd.api.http import ApiServer, build_app
+from callcenterd.logs import configure_logging
 
 TOKEN = "s3cret-token-value"
 
@@ -228,7 +232,24 @@ async def test_oversized_body_is_refused(api):
     assert control.calls == []
 
 
-async def test_token_never_appears_in_logs(api, caplog, capsys):
+@pytest.fixture
+def daemon_logging():
+    """The daemon's own log pipeline (configure_logging), restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_token_never_appears_in_logs(api, caplog, capsys, daemon_logging, fmt):
+    # With rich installed (the test extra has it), structlog's default console
+    # tracebacks print locals, and the 500's traceback has the token in a frame.
+    assert importlib.util.find_spec("rich") is not None, "the test extra must install rich"
+    stream = io.StringIO()
+    configure_logging(level="debug", fmt=fmt, stream=stream)
     _, http = api
     caplog.set_level(logging.DEBUG)
     async with http.get("/v1/agents", headers={"Authorization": f"Bearer {TOKEN}-typo"}) as r:
@@ -238,9 +259,11 @@ async def test_token_never_appears_in_logs(api, caplog, capsys):
     async with http.post("/v1/agents/boom/unpause", headers=AUTH) as r:
         assert r.status == 500
     out, err = capsys.readouterr()
-    logged = caplog.text + out + err
+    logged = stream.getvalue() + caplog.text + out + err
     assert "unauthorized" in logged  # the 401 was logged...
-    assert TOKEN not in logged  # ...without the token
+    assert "api.handler_failed" in logged  # ...so was the 500, with its traceback...
+    assert "Traceback" in logged or "exc_type" in logged
+    assert TOKEN not in logged  # ...and nothing carries the token
 
 
 def test_empty_or_unsafe_token_is_refused():

@@ -7,8 +7,7 @@ import pytest
 from callcenterd.pbx.api import Bridged, LegAnswered, LegHungUp, LegRinging, Outcome, Unbridged
 from callcenterd.pbx.asterisk.translate import AmiTranslator, device_key
 from callcenterd.protocols.ami.codec import AmiDecoder
-
-FIXTURES = Path(__file__).resolve().parents[4].parent / "shared" / "fixtures" / "asterisk-22"
+from tests.fakes.ami_server import FIXTURES  # one place that finds them ($CALLCENTERD_AST_FIXTURES)
 
 
 def _messages(name: str):

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Mutation testing, on demand (not part of CI): mutmut 3 mutates the pure
+# modules (core/acd, core/kpis, the AMI, AGI and ESL codecs), runs the unit
+# tests that cover each mutant, and prints the score per module.
+# Usage: bash scripts/mutation.sh [--fresh] [MUTANT_GLOB...]
+#   e.g. bash scripts/mutation.sh 'callcenterd.core.kpis.*'   (one module only)
+# Env:   PYTHON   the venv's python (default .venv/bin/python)
+#        MUTATION_JOBS  parallel mutants (default: number of cores)
+# Config is [tool.mutmut] in pyproject.toml; the work tree is mutants/
+# (git-ignored), and results are cached there between runs (--fresh drops them).
+# Survivors: `.venv/bin/mutmut results`, then `.venv/bin/mutmut show NAME`;
+# the known equivalent ones are listed in tests/MUTANTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+if [ ! -x "$PYTHON" ]; then
+  echo "scripts/mutation.sh: no $PYTHON; run scripts/setup.sh first or set PYTHON" >&2
+  exit 2
+fi
+if ! "$PYTHON" - <<'PY' 2>/dev/null
+import importlib.metadata as md, sys
+sys.exit(0 if md.version("mutmut").split(".")[0] == "3" else 1)
+PY
+then
+  echo "scripts/mutation.sh: installing mutmut 3 into $(dirname "$PYTHON")/.."
+  "$PYTHON" -m pip install -q 'mutmut>=3.8,<4'
+fi
+if [ "${1:-}" = "--fresh" ]; then
+  shift
+  rm -rf mutants
+fi
+
+# mutmut runs the tests from a copy in mutants/, so point the tests at the
+# captures beside the checkout (the tests' own default is relative to them).
+shared=$(cd .. && pwd)/shared/fixtures
+export CALLCENTERD_AST_FIXTURES=${CALLCENTERD_AST_FIXTURES:-$shared/asterisk-22}
+export CALLCENTERD_FS_FIXTURES=${CALLCENTERD_FS_FIXTURES:-$shared/freeswitch}
+
+started=$SECONDS
+set +e
+"$(dirname "$PYTHON")/mutmut" run --max-children "${MUTATION_JOBS:-$(nproc)}" "$@" \
+  > mutants-run.log 2>&1
+rc=$?
+set -e
+mv -f mutants-run.log mutants/run.log 2>/dev/null || true
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 mutants/run.log 2>/dev/null || true
+  echo "scripts/mutation.sh: mutmut failed (exit $rc); full log in mutants/run.log" >&2
+  exit "$rc"
+fi
+
+"$PYTHON" - <<'PY'
+"""Score per module from mutmut's mutants/**/*.py.meta (exit code per mutant)."""
+import json
+from pathlib import Path
+
+KILLED = {1, 3, 24, -24, 152, 255, 36, 37, -9, -11}  # killed, timeout, type check, crash
+TARGET = {"callcenterd/protocols": 85.0}
+rows = []
+for meta in sorted(Path("mutants").rglob("*.py.meta")):
+    codes = json.loads(meta.read_text())["exit_code_by_key"].values()
+    checked = [c for c in codes if c is not None and c != 34]  # 34: skipped
+    if not checked:
+        continue
+    killed = sum(c in KILLED for c in checked)
+    module = str(meta.relative_to("mutants"))[: -len(".meta")]
+    target = next((t for p, t in TARGET.items() if module.startswith(p)), 90.0)
+    rows.append((module, len(checked), killed, 100.0 * killed / len(checked), target))
+print(f"\n{'module':<44} {'mutants':>7} {'killed':>7} {'score':>7}  target")
+for module, n, killed, score, target in rows:
+    mark = "ok" if score >= target else f"< {target:.0f}%"
+    print(f"{module:<44} {n:>7} {killed:>7} {score:>6.1f}%  {mark}")
+n = sum(r[1] for r in rows)
+k = sum(r[2] for r in rows)
+if n:
+    print(f"{'total':<44} {n:>7} {k:>7} {100.0 * k / n:>6.1f}%")
+PY
+echo "scripts/mutation.sh: done in $((SECONDS - started)) s; survivors: $(dirname "$PYTHON")/mutmut results"

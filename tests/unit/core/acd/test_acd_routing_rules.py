@@ -1,0 +1,312 @@
+"""Routing rules a call center notices when they break: who gets the next
+caller, who is skipped, and what the caller is told.
+
+Every test drives the ACD through its public inputs (calls, answers,
+hang-ups, agent commands, time) and reads its outputs (offers, facts, views).
+"""
+
+from collections import Counter
+
+from acd_harness import A, Q, Rig, leg_for, of, offered
+from callcenterd.core import facts as f
+from callcenterd.core.acd import Strategy
+from callcenterd.core.acd.waiting import estimate_wait, update_aht
+from callcenterd.pbx.api import Outcome
+
+
+def serve(rig, call_id, agent, talk=10.0):
+    rig.answer(leg_for(rig.out, agent, call_id))
+    rig.advance(talk)
+    rig.hangup(f"cleg-{call_id}")
+
+
+# ------------------------------------------------------ strategy orders
+def test_fewest_calls_prefers_the_agent_with_fewer_calls_even_if_another_waited_longer():
+    r = Rig([Q(strategy=Strategy.FEWEST_CALLS)], [A("busy"), A("late")])
+    r.run(r.acd.agent_pause("late", "meeting"))
+    for c in ("c1", "c2"):
+        r.call("sales", call_id=c)
+        serve(r, c, "busy")
+    r.advance(30)
+    r.run(r.acd.agent_unpause("late"))  # "busy" has been idle longer, with 2 calls to 0
+    r.advance(5)
+    assert offered(r.call("sales", call_id="c3")) == [("c3", "late")]
+
+
+def test_fewest_calls_counts_only_the_calls_of_this_queue():
+    queues = [Q(strategy=Strategy.FEWEST_CALLS), Q("support")]
+    r = Rig(queues, [A("a1"), A("a2", queues=("sales", "support"))])
+    for c in ("s1", "s2", "s3"):
+        r.call("support", call_id=c)
+        serve(r, c, "a2")  # a2 is busy in support, never in sales
+    r.call("sales", call_id="c1")
+    serve(r, "c1", "a1")  # a1: one sales call, and idle for less time than a2
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "a2")]
+    r.run(r.acd.agent_pause("a2", "x"))
+    r.call("support", call_id="s4")  # a1 is not in support: nobody
+    r.run(r.acd.agent_unpause("a2"))
+    assert offered(r.out[-3:]) in ([("s4", "a2")], [])
+
+
+def test_least_talk_time_prefers_the_agent_who_talked_least_even_if_another_waited_longer():
+    r = Rig([Q(strategy=Strategy.LEAST_TALK_TIME)], [A("talker"), A("late")])
+    r.run(r.acd.agent_pause("late", "meeting"))
+    r.call("sales", call_id="c1")
+    serve(r, "c1", "talker", talk=100)
+    r.advance(30)
+    r.run(r.acd.agent_unpause("late"))
+    r.advance(5)
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "late")]
+
+
+def test_least_talk_time_counts_only_the_talk_of_this_queue():
+    queues = [Q(strategy=Strategy.LEAST_TALK_TIME), Q("support")]
+    r = Rig(queues, [A("a1"), A("a2", queues=("sales", "support"))])
+    r.call("support", call_id="s1")
+    serve(r, "s1", "a2", talk=500)
+    r.call("sales", call_id="c1")
+    serve(r, "c1", "a1", talk=20)
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "a2")]
+
+
+def test_weighted_random_gives_each_agent_its_weighted_share():
+    r = Rig([Q(strategy=Strategy.WEIGHTED_RANDOM)], [A("light", weight=1.0), A("heavy", weight=3.0)])
+    got = Counter()
+    for i in range(800):
+        ((_, agent),) = offered(r.call("sales", call_id=f"c{i}"))
+        got[agent] += 1
+        serve(r, f"c{i}", agent, talk=1)
+    assert 160 <= got["light"] <= 240, got  # 25% of 800 = 200
+
+
+def test_random_does_not_favour_the_longest_idle_agent():
+    r = Rig([Q(strategy=Strategy.RANDOM)], [A(f"a{i}") for i in range(4)], seed=11)
+    longest_idle_chosen = 0
+    for i in range(200):
+        ready = [a for a in r.acd.agents_view() if a["state"] == "available"]
+        longest = min(ready, key=lambda a: a["idle_since"])["agent"]  # ties: config order, as the index
+        ((_, agent),) = offered(r.call("sales", call_id=f"c{i}"))
+        longest_idle_chosen += agent == longest
+        serve(r, f"c{i}", agent, talk=1)
+        r.advance(1)
+    assert 25 <= longest_idle_chosen <= 80, longest_idle_chosen  # 1 in 4, not always
+
+
+def test_ring_all_never_rings_the_same_agent_twice_for_one_caller():
+    r = Rig([Q(strategy=Strategy.RING_ALL)], [A("multi", max_concurrent=2), A("a2"), A("a3")], login=False)
+    r.run(r.acd.agent_login("multi"))
+    r.run(r.acd.agent_login("a2"))
+    r.call("sales", call_id="c1")
+    r.run(r.acd.agent_login("a3"))  # joins the ring; "multi" is still ready (1 of 2 lines)
+    r.advance(1)
+    agents = [a for c, a in offered(r.out) if c == "c1"]
+    assert sorted(agents) == ["a2", "a3", "multi"]
+
+
+def test_an_agent_with_a_free_line_takes_the_next_caller_not_the_one_it_rings_for():
+    r = Rig([Q()], [A("multi", max_concurrent=2)], login=False)
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    out = r.run(r.acd.agent_login("multi"))
+    assert offered(out) == [("c1", "multi"), ("c2", "multi")]
+
+
+# -------------------------------------------------------------- skills
+def test_a_freed_agent_serves_the_waiting_caller_who_needs_its_skill_at_once():
+    r = Rig([Q()], [A("fr", skills={"fr": 5})])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "fr"))
+    r.call("sales", call_id="c2", skills={"fr": 6})  # nobody speaks fr well enough
+    r.call("sales", call_id="c3", skills={"fr": 5})
+    out = r.hangup("cleg-c1")  # no timer: the hang-up itself routes
+    assert offered(out) == [("c3", "fr")]
+
+
+def test_a_caller_who_needs_a_language_never_reaches_an_agent_without_it():
+    r = Rig([Q()], [A("plain"), A("de", skills={"de": 1})])
+    assert offered(r.call("sales", call_id="c1", skills={"de": 1})) == [("c1", "de")]
+    assert offered(r.call("sales", call_id="c2", skills={"de": 1})) == []
+    serve(r, "c1", "de")  # "de" takes c2 when free; "plain" never does
+    assert [a for c, a in offered(r.out) if c == "c2"] == ["de"]
+
+
+def test_a_freed_agent_without_the_language_leaves_that_caller_waiting():
+    r = Rig([Q()], [A("plain")])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "plain"))
+    r.call("sales", call_id="c2", skills={"de": 1})
+    assert offered(r.hangup("cleg-c1")) == []
+
+
+def test_required_queue_skills_route_with_any_strategy():
+    q = Q(strategy=Strategy.LONGEST_IDLE, skills={"billing": 5}, skill_relax=((60, 3),))
+    r = Rig([q], [A("junior", skills={"billing": 3}), A("senior", skills={"billing": 7})])
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "senior")]  # junior idles longer, not fit
+    r.answer(leg_for(r.out, "senior", "c1"))
+    assert offered(r.call("sales", call_id="c2")) == []
+    assert offered(r.hangup("cleg-c1")) == [("c2", "senior")]  # back in the fit set when free
+    r.answer(leg_for(r.out, "senior", "c2"))
+    assert offered(r.call("sales", call_id="c3")) == []
+    assert offered(r.advance(60)) == [("c3", "junior")]  # relaxed to billing>=2
+
+
+def test_a_queue_skill_the_agent_lacks_is_not_level_one():
+    q = Q(strategy=Strategy.LINEAR, skills={"fr": 1})
+    r = Rig([q], [A("none"), A("fr", skills={"fr": 1})])
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "fr")]
+    assert offered(r.call("sales", call_id="c2")) == []
+
+
+def test_equally_skilled_agents_take_turns_by_idle_time_for_a_skill_asked_for_the_first_time():
+    r = Rig([Q(strategy=Strategy.SKILLS)], [A("x1", skills={"fr": 5}), A("x2", skills={"fr": 5})])
+    r.call("sales", call_id="c1")  # no skill asked: x1 (config order breaks the tie)
+    serve(r, "c1", "x1")
+    r.advance(5)
+    # the first caller asking for "fr" builds its bucket: x2 has waited longest
+    assert offered(r.call("sales", call_id="c2", skills={"fr": 5})) == [("c2", "x2")]
+
+
+# -------------------------------------------------- offers that go wrong
+def test_a_freed_agent_takes_the_next_caller_not_the_one_it_just_missed():
+    r = Rig([Q(ring_time=15, retry_delay=30)], [A("a1")])
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    out = r.advance(15)  # a1 lets c1 ring out
+    assert [o.call_id for o in of(out, f.AgentRingNoAnswer)] == ["c1"]
+    assert offered(out) == [("c2", "a1")]
+
+
+def test_a_caller_hanging_up_while_ringing_does_not_cost_the_agent_its_place():
+    r = Rig([Q()], [A("a1"), A("a2")], login=False)
+    r.run(r.acd.agent_login("a1"))
+    r.advance(10)
+    r.run(r.acd.agent_login("a2"))
+    r.advance(10)
+    since = r.acd.agent_state("a1")["idle_since"]
+    r.call("sales", call_id="c1")
+    r.advance(3)
+    r.hangup("cleg-c1", Outcome.CANCELLED)  # abandoned while a1 rang
+    assert r.acd.agent_state("a1")["idle_since"] == since
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "a1")]
+
+
+def test_ring_all_losers_keep_their_place_in_line():
+    queues = [Q("all", strategy=Strategy.RING_ALL), Q()]
+    agents = [A("a1", queues=("all", "sales")), A("a2", queues=("all", "sales")), A("a3", queues=("sales",))]
+    r = Rig(queues, agents, login=False)
+    for a in ("a1", "a2", "a3"):
+        r.run(r.acd.agent_login(a))
+        r.advance(10)
+    since = r.acd.agent_state("a1")["idle_since"]
+    r.call("all", call_id="c1")
+    r.advance(2)
+    r.answer(leg_for(r.out, "a2", "c1"))  # a1 loses the race
+    assert r.acd.agent_state("a1")["idle_since"] == since
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "a1")]
+
+
+def test_an_agent_whose_two_ringing_lines_are_both_withdrawn_keeps_its_original_place():
+    r = Rig([Q(strategy=Strategy.RING_ALL)], [A("m", max_concurrent=2)])
+    r.advance(10)
+    r.call("sales", call_id="c1")
+    r.advance(1)
+    r.call("sales", call_id="c2")
+    r.hangup("cleg-c1", Outcome.CANCELLED)  # c2 still rings m
+    assert r.acd.agent_state("m")["state"] == "ringing"
+    r.hangup("cleg-c2", Outcome.CANCELLED)
+    assert r.acd.agent_state("m")["idle_since"] == r.clock.now - 11
+
+
+# --------------------------------------------------------- queue weight
+def test_the_heavier_queue_wins_when_callers_become_routable_together():
+    relax = dict(skills={"x": 5}, skill_relax=((10, 5),))
+    queues = [Q("low", weight=0, **relax), Q("vip", weight=10, **relax)]
+    r = Rig(queues, [A("a1", queues=("low", "vip"))])
+    r.call("low", call_id="cl")
+    r.call("vip", call_id="cv")
+    out = r.advance(10)  # both relax to "anyone" in the same tick
+    assert offered(out)[0] == ("cv", "a1")
+
+
+def test_the_heavier_queue_wins_a_freed_agent():
+    queues = [Q("low", weight=0), Q("vip", weight=10)]
+    r = Rig(queues, [A("a1", queues=("low", "vip"))], login=False)
+    r.call("low", call_id="cl")
+    r.advance(30)
+    r.call("vip", call_id="cv")
+    assert offered(r.run(r.acd.agent_login("a1"))) == [("cv", "a1")]
+
+
+# -------------------------------------------------------- wait estimate
+def test_estimate_counts_the_agents_that_must_free_up_first():
+    # 3 callers ahead, 1 agent ready, 2 busy 30 s into a 100 s AHT:
+    # 3 - 1 + 1 = 3 slots needed, 2 per round -> 2 rounds -> 200 - 30
+    assert estimate_wait(4, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 170.0
+    assert estimate_wait(2, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 70.0
+    assert estimate_wait(1, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 0.0  # an agent is ready
+    assert estimate_wait(1, 0, 0, 0, 0.0, 1030.0, 100.0) is None  # nobody staffed
+
+
+def test_estimate_when_nobody_is_busy_but_nobody_is_ready():
+    # 2 staffed, none busy (e.g. all in back-off just ended): one AHT per round of 2
+    assert estimate_wait(3, 2, 0, 0, 0.0, 500.0, 60.0) == 120.0
+    assert estimate_wait(2, 2, 0, 0, 0.0, 500.0, 60.0) == 60.0
+
+
+def test_estimate_elapsed_is_capped_below_the_handle_time():
+    # busy for ages: never promise less than a tenth of an AHT
+    assert estimate_wait(1, 1, 0, 1, 0.0, 10_000.0, 100.0) == 10.0
+
+
+def test_handle_time_average_moves_a_tenth_towards_each_call():
+    assert update_aht(180.0, 80.0) == 170.0
+    assert update_aht(100.0, 200.0) == 110.0
+
+
+def test_estimates_follow_handle_time_and_busy_agents_in_the_acd():
+    r = Rig([Q(aht_initial=100)], [A("a1"), A("a2")])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "a1", "c1"))
+    r.advance(50)
+    r.hangup("cleg-c1")  # 50 s handled: AHT 100 -> 95
+    assert r.acd.queues_view()[0]["aht"] == 95.0
+    r.call("sales", call_id="c2")
+    r.answer(leg_for(r.out, "a2", "c2"))  # a2 busy since the offer at +50
+    r.advance(10)
+    r.call("sales", call_id="c3")
+    r.answer(leg_for(r.out, "a1", "c3"))  # a1 busy since +60
+    r.advance(10)
+    # nobody ready, 2 busy on average 15 s into a 95 s AHT: the first to free up
+    (e4,) = of(r.call("sales", call_id="c4"), f.CallerEnqueued)
+    assert (e4.position, e4.wait_estimate) == (1, 80.0)
+    assert offered(r.hangup("cleg-c2")) == [("c4", "a2")]  # 20 s handled: AHT 87.5
+    assert r.acd.queues_view()[0]["aht"] == 87.5
+    # a2 busy again (ringing for c4) since now, a1 10 s in: 5 s on average;
+    # c5 is second, and needs 2 agents to free up: one round of 2 busy agents
+    (e5,) = of(r.call("sales", call_id="c5"), f.CallerEnqueued)
+    assert (e5.position, e5.wait_estimate) == (2, 82.5)
+    assert [w["wait_estimate"] for w in r.acd.waiting_view()] == [82.5, 82.5]
+
+
+# --------------------------------------------------------- pause reason
+def test_the_pause_reason_is_in_the_agent_state_fact_and_views():
+    r = Rig([Q()], [A("a1")])
+    out = r.run(r.acd.agent_pause("a1", "lunch"))
+    (changed,) = of(out, f.AgentStateChanged)
+    assert (changed.state, changed.reason) == ("paused", "lunch")
+    assert r.acd.agent_state("a1")["reason"] == "lunch"
+    out = r.run(r.acd.agent_pause("a1", "training"))  # a new reason is a new state
+    assert [(c.state, c.reason) for c in of(out, f.AgentStateChanged)] == [("paused", "training")]
+
+
+def test_estimate_with_a_single_busy_agent_waits_for_that_one():
+    # 2 staffed, 1 ready, 1 busy 30 s into 100: the third caller waits two rounds of the busy one
+    assert estimate_wait(3, 2, 1, 1, 1000.0, 1030.0, 100.0) == 170.0
+
+
+def test_estimate_for_an_agent_who_just_got_busy_is_a_full_handle_time():
+    assert estimate_wait(1, 1, 0, 1, 1030.0, 1030.0, 100.0) == 100.0
+
+
+def test_estimate_with_a_very_short_handle_time_is_not_rounded_up():
+    assert estimate_wait(1, 1, 0, 1, 0.0, 1000.0, 5.0) == 0.5
