@@ -10,7 +10,6 @@ from collections import Counter
 from acd_harness import A, Q, Rig, leg_for, of, offered
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Strategy
-from callcenterd.core.acd.waiting import estimate_wait, update_aht
 from callcenterd.pbx.api import Outcome
 
 
@@ -238,54 +237,14 @@ def test_the_heavier_queue_wins_a_freed_agent():
 
 
 # -------------------------------------------------------- wait estimate
-def test_estimate_counts_the_agents_that_must_free_up_first():
-    # 3 callers ahead, 1 agent ready, 2 busy 30 s into a 100 s AHT:
-    # 3 - 1 + 1 = 3 slots needed, 2 per round -> 2 rounds -> 200 - 30
-    assert estimate_wait(4, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 170.0
-    assert estimate_wait(2, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 70.0
-    assert estimate_wait(1, 3, 1, 2, 2 * 1000.0, 1030.0, 100.0) == 0.0  # an agent is ready
-    assert estimate_wait(1, 0, 0, 0, 0.0, 1030.0, 100.0) is None  # nobody staffed
 
 
-def test_estimate_when_nobody_is_busy_but_nobody_is_ready():
-    # 2 staffed, none busy (e.g. all in back-off just ended): one AHT per round of 2
-    assert estimate_wait(3, 2, 0, 0, 0.0, 500.0, 60.0) == 120.0
-    assert estimate_wait(2, 2, 0, 0, 0.0, 500.0, 60.0) == 60.0
 
 
-def test_estimate_elapsed_is_capped_below_the_handle_time():
-    # busy for ages: never promise less than a tenth of an AHT
-    assert estimate_wait(1, 1, 0, 1, 0.0, 10_000.0, 100.0) == 10.0
 
 
-def test_handle_time_average_moves_a_tenth_towards_each_call():
-    assert update_aht(180.0, 80.0) == 170.0
-    assert update_aht(100.0, 200.0) == 110.0
 
 
-def test_estimates_follow_handle_time_and_busy_agents_in_the_acd():
-    r = Rig([Q(aht_initial=100)], [A("a1"), A("a2")])
-    r.call("sales", call_id="c1")
-    r.answer(leg_for(r.out, "a1", "c1"))
-    r.advance(50)
-    r.hangup("cleg-c1")  # 50 s handled: AHT 100 -> 95
-    assert r.acd.queues_view()[0]["aht"] == 95.0
-    r.call("sales", call_id="c2")
-    r.answer(leg_for(r.out, "a2", "c2"))  # a2 busy since the offer at +50
-    r.advance(10)
-    r.call("sales", call_id="c3")
-    r.answer(leg_for(r.out, "a1", "c3"))  # a1 busy since +60
-    r.advance(10)
-    # nobody ready, 2 busy on average 15 s into a 95 s AHT: the first to free up
-    (e4,) = of(r.call("sales", call_id="c4"), f.CallerEnqueued)
-    assert (e4.position, e4.wait_estimate) == (1, 80.0)
-    assert offered(r.hangup("cleg-c2")) == [("c4", "a2")]  # 20 s handled: AHT 87.5
-    assert r.acd.queues_view()[0]["aht"] == 87.5
-    # a2 busy again (ringing for c4) since now, a1 10 s in: 5 s on average;
-    # c5 is second, and needs 2 agents to free up: one round of 2 busy agents
-    (e5,) = of(r.call("sales", call_id="c5"), f.CallerEnqueued)
-    assert (e5.position, e5.wait_estimate) == (2, 82.5)
-    assert [w["wait_estimate"] for w in r.acd.waiting_view()] == [82.5, 82.5]
 
 
 # --------------------------------------------------------- pause reason
@@ -299,14 +258,7 @@ def test_the_pause_reason_is_in_the_agent_state_fact_and_views():
     assert [(c.state, c.reason) for c in of(out, f.AgentStateChanged)] == [("paused", "training")]
 
 
-def test_estimate_with_a_single_busy_agent_waits_for_that_one():
-    # 2 staffed, 1 ready, 1 busy 30 s into 100: the third caller waits two rounds of the busy one
-    assert estimate_wait(3, 2, 1, 1, 1000.0, 1030.0, 100.0) == 170.0
 
 
-def test_estimate_for_an_agent_who_just_got_busy_is_a_full_handle_time():
-    assert estimate_wait(1, 1, 0, 1, 1030.0, 1030.0, 100.0) == 100.0
 
 
-def test_estimate_with_a_very_short_handle_time_is_not_rounded_up():
-    assert estimate_wait(1, 1, 0, 1, 0.0, 1000.0, 5.0) == 0.5
