@@ -175,12 +175,13 @@ class AmiTranslator:
         if leg is None or leg.ended:
             return []
         leg.awaiting_response = False
-        channel = msg.get("Channel") or ""
-        if msg.get("Uniqueid") == leg_id and channel and leg_id not in self.channels:
-            # It can come before the leg's Newchannel; it names the ;1 half,
-            # the one our ChannelId belongs to.
-            self.channels[leg_id] = channel
         if msg.get("Response") == "Success":
+            channel = msg.get("Channel") or ""
+            if msg.get("Uniqueid") == leg_id and channel and leg_id not in self.channels:
+                # It can come before the leg's Newchannel; it names the ;1
+                # half, the one our ChannelId belongs to.  (A failure names
+                # a channel that may never have existed: not learnt.)
+                self.channels[leg_id] = channel
             leg.answered = True
             return [LegAnswered(leg_id)]
         try:

@@ -140,3 +140,18 @@ def test_rejected_whatever_the_event_order(order):
     events = [e for m in [new, *sequence] for e in tr.feed(m)]
     assert events == [LegHungUp("leg-r", Outcome.REJECTED, 21)]
     assert "leg-r" not in tr.legs  # nothing left behind
+
+
+def test_a_failed_originate_does_not_teach_a_channel_name():
+    """Reason 0 with no channel ever created (unknown technology): the
+    failure is reported at once, not held back for a Hangup that never comes."""
+    from callcenterd.pbx.api import LegHungUp
+    from callcenterd.pbx.asterisk.translate import AmiTranslator
+    from callcenterd.protocols.ami.codec import Message
+
+    t = AmiTranslator()
+    t.originating("orig-1", "leg-1")
+    events = t.feed(Message.from_pairs([("Event", "OriginateResponse"), ("ActionID", "orig-1"),
+                                        ("Response", "Failure"), ("Channel", "NoSuchTech/foo"),
+                                        ("Uniqueid", "leg-1"), ("Reason", "0")]))
+    assert [type(e) for e in events] == [LegHungUp] and t.known_channel("leg-1") is None
