@@ -41,6 +41,26 @@ async def test_answered_call_is_bridged_then_completed(pbx):
         await pbx.wait(lambda: rig.agent_state("1001") == "available", "agent available again")
 
 
+async def test_the_caller_is_bridged_to_the_agent_leg_whatever_order_the_pbx_reports_it(pbx):
+    """Asterisk: OriginateResponse before the leg's Newchannel (a bare id
+    then resolved to the Local ;2 half).  FreeSWITCH: the bridge lands while
+    the originate job still runs.  Either way the caller talks to the very
+    leg callcenterd dialled, and the call goes on."""
+    rig = pbx.rig(queues={"support": queue(pbx)}, agents={"1001": agent(pbx, "1001")})
+    async with rig:
+        reordered = rig.answer_first()
+        number = await rig.customer("support", patience=6 if pbx.kind == "asterisk" else 2.0)
+        call = await rig.call_id(number)
+        caller_leg = rig.of(f.CallStarted, call_id=call)[0].leg_id
+        connected = await rig.fact(f.CallerConnected, call_id=call)
+        if pbx.kind == "asterisk":
+            assert reordered == [connected.agent_leg_id]
+        await pbx.wait(lambda: rig.bridged_with(caller_leg, connected.agent_leg_id), "caller bridged to the agent leg",
+                       timeout=pbx.s(5) + 1)
+        completed = await rig.fact(f.CallCompleted, call_id=call)
+        assert completed.by == "caller" and (await rig.fact(f.CallEnded, call_id=call)).outcome == "answered"
+
+
 async def test_caller_hangs_up_while_agent_rings_cancels_the_agent_leg(pbx):
     rig = pbx.rig(queues={"support": queue(pbx, ring=30)}, agents={"2001": agent(pbx, "2001")})
     async with rig:
