@@ -9,7 +9,8 @@ import pytest
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd, Strategy
-from callcenterd.pbx.api import CallerId, DeviceStatus, Outcome
+from callcenterd.core import commands as cmd
+from callcenterd.pbx.api import CallerId, DeviceStatus, HoldSpec, Outcome
 
 T = FakeClock().now
 
@@ -152,3 +153,20 @@ def test_restoring_agents_skips_unknown_ones_and_keeps_going():
     assert acd.export_state() == {"a1": {"logged_in": True, "paused": True, "reason": ""},
                                   "a2": {"logged_in": True, "paused": True, "reason": "lunch"}}
     assert acd.agent_state("a1")["reason"] == ""
+
+
+def test_a_queue_with_nobody_waiting_shows_no_longest_wait():
+    r = Rig([Q()], [A("a1")])
+    assert r.acd.queues_view()[0]["longest_wait"] == 0.0
+
+
+def test_position_announcements_carry_the_music_period_position_and_estimate():
+    r = Rig([Q(announce_every=30, moh_class="jazz")], [A("a1", node="pbx2")], node="pbx2")
+    r.call("sales", call_id="c0")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("sales", call_id="c1")
+    out = r.advance(30)
+    (update,) = of(out, cmd.UpdateHold)
+    estimate = r.acd.waiting_view()[0]["wait_estimate"]
+    assert estimate is not None
+    assert update == cmd.UpdateHold("pbx2", "cleg-c1", HoldSpec("jazz", 30.0, 1, estimate))
