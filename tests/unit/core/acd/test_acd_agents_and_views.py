@@ -5,12 +5,12 @@ import itertools
 import random
 
 import pytest
-
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
+
+from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd, Strategy
-from callcenterd.core import commands as cmd
-from callcenterd.pbx.api import CallerId, DeviceStatus, HoldSpec, Outcome
+from callcenterd.pbx.api import DeviceStatus, HoldSpec, Outcome
 
 T = FakeClock().now
 

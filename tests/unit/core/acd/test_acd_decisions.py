@@ -6,8 +6,8 @@ import itertools
 import random
 
 import pytest
-
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
+
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd, ConfigError, Strategy
 from callcenterd.core.acd.index import ReadyIndex, SortedBag

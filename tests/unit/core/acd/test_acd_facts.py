@@ -6,6 +6,7 @@ import itertools
 import random
 
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
+
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd, Strategy

@@ -2,6 +2,7 @@
 comes back with some legs gone, field by field."""
 
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
+
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
 from callcenterd.pbx.api import PbxSnapshot
