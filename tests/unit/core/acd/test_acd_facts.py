@@ -92,10 +92,10 @@ def test_talk_time_and_calls_per_agent_are_shown_exactly():
     r = Rig([Q()], [A("a1")])
     r.call("sales", call_id="c1")
     r.answer(leg_for(r.out, "a1"))
-    r.advance(12.5)
+    r.advance(12.3456)
     r.hangup("cleg-c1")
     view = r.acd.agent_state("a1")
-    assert (view["calls"], view["talk_time"]) == (1, 12.5)
+    assert (view["calls"], view["talk_time"]) == (1, 12.346)  # rounded to the millisecond
 
 
 def test_handle_time_average_includes_wrap_up():
