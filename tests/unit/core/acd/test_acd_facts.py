@@ -122,8 +122,8 @@ def test_a_one_second_wrap_up_is_kept_and_no_wrap_up_leaves_no_timer():
     assert r.acd.next_deadline() is None
 
 
-def test_a_one_second_back_off_and_retry_delay_are_kept():
-    r = Rig([Q(busy_backoff=1, retry_delay=1)], [A("a1")])
+def test_a_one_second_back_off_is_kept():
+    r = Rig([Q(busy_backoff=1, retry_delay=0)], [A("a1")])
     r.call("sales", call_id="c1")
     out = r.hangup(leg_for(r.out, "a1"), Outcome.BUSY)
     assert offered(out) == []

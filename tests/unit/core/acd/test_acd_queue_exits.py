@@ -4,11 +4,13 @@ chains, hang-up at the end of the line, and what is recorded for each."""
 import itertools
 import random
 
+import pytest
 from acd_harness import A, FakeClock, Q, Rig, of
 
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd
+from callcenterd.core.acd.errors import DuplicateCall
 from callcenterd.pbx.api import CallerId
 
 T = FakeClock().now
@@ -52,3 +54,41 @@ def test_skill_relaxation_is_logged_with_the_new_requirement():
     acd.tick()
     assert ("acd.skills_relaxed", {"call_id": "c1", "queue": "sales", "step": 1,
                                    "requirement": {"billing": 5}}) in log
+
+
+def test_an_abandon_records_when_where_and_the_entry_position():
+    r = Rig([Q()], [], login=False)
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    r.advance(7.5)
+    out = r.hangup("cleg-c2")
+    assert of(out, f.CallerAbandoned) == [f.CallerAbandoned(T + 7.5, "c2", "sales", 2, 2, 7)]
+    assert of(out, f.CallEnded) == [f.CallEnded(T + 7.5, "c2", "abandoned")]
+
+
+@pytest.mark.parametrize("call_id, leg_id, node, message", [
+    ("c\n1", "l1", "pbx1", "call id"),
+    ("c1", "l\r1", "pbx1", "leg id"),
+    ("c1", "l1", "pbx\x001", "node"),
+    ("", "l1", "pbx1", "call_id and leg_id must not be empty"),
+    ("c1", "", "pbx1", "call_id and leg_id must not be empty"),
+])
+def test_unsafe_or_empty_call_ids_are_refused_naming_the_field(call_id, leg_id, node, message):
+    r = Rig([Q()], [], login=False)
+    with pytest.raises(ValueError, match=message):
+        r.acd.call_waiting(call_id, leg_id, node, "sales", caller=CallerId("1"))
+
+
+def test_a_call_or_leg_already_in_the_acd_is_refused_by_name():
+    r = Rig([Q()], [], login=False)
+    r.call("sales", call_id="c1")
+    with pytest.raises(DuplicateCall, match="call 'c1' is already in the ACD"):
+        r.acd.call_waiting("c1", "other", "pbx1", "sales")
+    with pytest.raises(DuplicateCall, match="leg 'cleg-c1' is already in the ACD"):
+        r.acd.call_waiting("c2", "cleg-c1", "pbx1", "sales")
+
+
+def test_a_caller_without_a_priority_has_priority_zero():
+    r = Rig([Q()], [], login=False)
+    r.acd.call_waiting("c1", "l1", "pbx1", "sales")
+    assert r.acd.waiting_view()[0]["priority"] == 0
