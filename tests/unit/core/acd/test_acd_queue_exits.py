@@ -5,7 +5,7 @@ import itertools
 import random
 
 import pytest
-from acd_harness import A, FakeClock, Q, Rig, of
+from acd_harness import A, FakeClock, Q, Rig, of, offered
 
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
@@ -92,3 +92,38 @@ def test_a_caller_without_a_priority_has_priority_zero():
     r = Rig([Q()], [], login=False)
     r.acd.call_waiting("c1", "l1", "pbx1", "sales")
     assert r.acd.waiting_view()[0]["priority"] == 0
+
+
+def test_a_caller_readopted_through_call_waiting_keeps_its_original_times():
+    r = Rig([Q(max_wait=120)], [], login=False)
+    out = r.run(r.acd.call_waiting("c1", "l1", "pbx1", "sales", enqueued_at=T - 100, readopted=True))
+    assert of(out, cmd.Hold) == [] and len(of(out, cmd.UpdateHold)) == 1  # already on hold in the PBX
+    assert r.acd.waiting_view()[0]["waited"] == 100.0
+    assert [t.call_id for t in of(r.advance(20), f.CallerTimedOut)] == ["c1"]
+
+
+def test_a_new_caller_stamped_with_an_earlier_enqueue_time_keeps_its_place_but_a_full_max_wait():
+    r = Rig([Q(max_wait=60)], [], login=False)
+    r.acd.call_waiting("c1", "l1", "pbx1", "sales", enqueued_at=T - 100)
+    assert r.acd.waiting_view()[0]["waited"] == 100.0
+    assert of(r.advance(59), f.CallerTimedOut) == []
+    assert [t.call_id for t in of(r.advance(1), f.CallerTimedOut)] == ["c1"]
+
+
+def test_callers_arriving_at_the_same_instant_keep_their_arrival_order():
+    r = Rig([Q()], [], login=False)
+    r.call("sales", call_id="b")
+    r.call("sales", call_id="a")
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["b", "a"]
+
+
+def test_skill_levels_go_from_1_to_10():
+    r = Rig([Q()], [], login=False)
+    r.call("sales", call_id="c1", skills={"fr": 10})
+    with pytest.raises(ValueError, match="level must be an integer 1..10"):
+        r.call("sales", call_id="c2", skills={"fr": 11})
+
+
+def test_a_caller_asking_less_than_the_queue_requires_gets_the_queue_level():
+    r = Rig([Q(skills={"billing": 8})], [A("b5", skills={"billing": 5}), A("b8", skills={"billing": 8})])
+    assert offered(r.call("sales", call_id="c1", skills={"billing": 3})) == [("c1", "b8")]
