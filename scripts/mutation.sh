@@ -37,17 +37,17 @@ export CALLCENTERD_AST_FIXTURES=${CALLCENTERD_AST_FIXTURES:-$shared/asterisk-22}
 export CALLCENTERD_FS_FIXTURES=${CALLCENTERD_FS_FIXTURES:-$shared/freeswitch}
 
 started=$SECONDS
+log=$(mktemp -t callcenterd-mutmut.XXXXXX)
 set +e
-"$(dirname "$PYTHON")/mutmut" run --max-children "${MUTATION_JOBS:-$(nproc)}" "$@" \
-  > mutants-run.log 2>&1
+"$(dirname "$PYTHON")/mutmut" run --max-children "${MUTATION_JOBS:-$(nproc)}" "$@" > "$log" 2>&1
 rc=$?
 set -e
-mv -f mutants-run.log mutants/run.log 2>/dev/null || true
 if [ "$rc" -ne 0 ]; then
-  tail -n 40 mutants/run.log 2>/dev/null || true
-  echo "scripts/mutation.sh: mutmut failed (exit $rc); full log in mutants/run.log" >&2
+  tail -n 40 "$log"
+  echo "scripts/mutation.sh: mutmut failed (exit $rc); full log in $log" >&2
   exit "$rc"
 fi
+mv -f "$log" mutants/run.log
 
 "$PYTHON" - <<'PY'
 """Score per module from mutmut's mutants/**/*.py.meta (exit code per mutant)."""

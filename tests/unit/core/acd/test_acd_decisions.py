@@ -6,11 +6,11 @@ import itertools
 import random
 
 import pytest
-
 from acd_harness import A, FakeClock, Q, Rig, leg_for, of, offered
+
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd, ConfigError, Strategy
-from callcenterd.core.acd.index import ReadyIndex
+from callcenterd.core.acd.index import ReadyIndex, SortedBag
 from callcenterd.core.acd.strategies import pick
 from callcenterd.pbx.api import CallerId
 
@@ -226,3 +226,24 @@ def test_config_errors_name_the_queue_or_agent(queues, agents, message):
     with pytest.raises(ConfigError) as err:
         Acd(queues, agents, FakeClock(), rng=random.Random(1), new_id=lambda: "x")
     assert str(err.value) == message
+
+
+def test_the_fit_set_holds_only_agents_meeting_every_queue_level():
+    idx = index_of(Strategy.LONGEST_IDLE, [("none", {}), ("low", {"billing": 3}), ("ok", {"billing": 5, "fr": 1}),
+                                           ("no-fr", {"billing": 9})], base={"billing": 5, "fr": 1})
+    assert [e[-1] for e in idx.fit] == ["ok"]
+    assert [e[-1] for e in idx.main] == ["none", "low", "ok", "no-fr"]
+    assert [e[-1] for e in index_of(Strategy.LONGEST_IDLE, [("none", {})]).fit] == ["none"]  # no levels: all fit
+
+
+def test_skill_buckets_exist_up_front_only_for_a_skills_queues_own_skills():
+    skills_idx = ReadyIndex(Strategy.SKILLS, lambda aid: (0, 0.0, 0, aid), skills=("fr", "de"))
+    assert sorted(skills_idx.by_skill) == ["de", "fr"]
+    assert ReadyIndex(Strategy.LONGEST_IDLE, lambda aid: (0, 0.0, 0, aid), skills=("fr",)).by_skill == {}
+
+
+def test_discarding_what_a_sorted_bag_does_not_hold_changes_nothing():
+    bag = SortedBag([(1, "a"), (3, "c")])
+    bag.discard((2, "b"))
+    bag.discard((4, "d"))
+    assert list(bag) == [(1, "a"), (3, "c")]

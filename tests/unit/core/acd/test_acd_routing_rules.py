@@ -8,6 +8,7 @@ hang-ups, agent commands, time) and reads its outputs (offers, facts, views).
 from collections import Counter
 
 from acd_harness import A, Q, Rig, leg_for, of, offered
+
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Strategy
 from callcenterd.pbx.api import Outcome

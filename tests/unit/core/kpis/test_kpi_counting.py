@@ -7,12 +7,18 @@ each one a call a supervisor would recognise.
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 
 import pytest
 
 from callcenterd.core.journeys.record import AgentAttempt, Journey, QueueSegment
-from callcenterd.core.kpis import AgentEvent, KpiSettings, agent_state_seconds, compute_kpis, wrapup_by_call
+from callcenterd.core.kpis import (
+    AgentEvent,
+    KpiSettings,
+    agent_state_seconds,
+    compute_kpis,
+    wrapup_by_call,
+)
 
 T = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
 SITE = timezone(timedelta(hours=5, minutes=45))  # an offset no test machine runs in
@@ -183,7 +189,7 @@ def test_intervals_are_in_site_time():
 
 def test_hourly_intervals_start_on_the_hour():
     calls = [answered("c1", at=T + 47 * 60), answered("c2", at=T + 59 * 60 + 59)]
-    rows = by_key(compute_kpis(calls, "interval", KpiSettings(interval_minutes=60), tz=timezone.utc))
+    rows = by_key(compute_kpis(calls, "interval", KpiSettings(interval_minutes=60), tz=UTC))
     assert list(rows) == ["2024-05-01 10:00"] and rows["2024-05-01 10:00"].answered == 2
 
 
