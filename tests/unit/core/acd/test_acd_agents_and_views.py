@@ -25,7 +25,7 @@ def busy_floor():
     r.call("sales", call_id="c0")
     r.answer(leg_for(r.out, "a1", "c0"))
     r.advance(12.34)
-    r.hangup("cleg-c0")  # sales AHT 180 -> 163.234
+    r.hangup("cleg-c0")  # sales talk: the 120 s prior counts as one call -> (120 + 12.34) / 2
     r.run(r.acd.agent_pause("a2", "lunch"))
     r.advance(2)
     r.call("sales", call_id="c1")  # rings a1
@@ -40,9 +40,9 @@ def busy_floor():
 def test_queues_view_shows_each_queue_across_nodes():
     assert busy_floor().acd.queues_view() == [
         {"queue": "sales", "strategy": "longest-idle", "waiting": 3, "staffed": 2, "available": 0,
-         "aht": 163.2, "longest_wait": 3.8},
+         "aht": 66.2, "longest_wait": 3.8},
         {"queue": "support", "strategy": "linear", "waiting": 1, "staffed": 3, "available": 1,
-         "aht": 180.0, "longest_wait": 2.5},
+         "aht": 120.0, "longest_wait": 2.5},  # no call yet: the talk-time prior
     ]
 
 

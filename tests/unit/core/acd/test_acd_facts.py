@@ -99,12 +99,12 @@ def test_talk_time_and_calls_per_agent_are_shown_exactly():
 
 
 def test_handle_time_average_includes_wrap_up():
-    r = Rig([Q(wrapup_time=10, aht_initial=100)], [A("a1")])
+    r = Rig([Q(wrapup_time=10, talk_time_prior=100)], [A("a1")])
     r.call("sales", call_id="c1")
     r.answer(leg_for(r.out, "a1"))
     r.advance(50)
     r.hangup("cleg-c1")
-    assert r.acd.queues_view()[0]["aht"] == 96.0  # 100 + 0.1 * (50 + 10 - 100)
+    assert r.acd.queues_view()[0]["aht"] == 85.0  # talk (100 prior + 50) / 2, plus 10 s of wrap-up
 
 
 def test_a_one_second_wrap_up_is_kept_and_no_wrap_up_leaves_no_timer():
