@@ -59,14 +59,14 @@ class Daemon:
         self.proc.wait(timeout=30)
 
 
-def daemon_config(asterisk, tmp_path: Path, api_port: int) -> Path:
+def daemon_config(asterisk, tmp_path: Path, api_port: int, agents: tuple[str, ...] = ("1001",)) -> Path:
     cfg = {
         "pbx": {"sandbox": {"type": "asterisk",
                             "ami": {"host": asterisk.ami_host, "port": asterisk.ami_port,
                                     "username": asterisk.ami_user, "secret": asterisk.ami_secret},
                             "fastagi": {"host": asterisk.agi_host, "port": asterisk.agi_port}}},
         "queues": {"support": QUEUE},
-        "agents": {"1001": {"device": "Local/1001@agents/n", "queues": ["support"]}},
+        "agents": {a: {"device": f"Local/{a}@agents/n", "queues": ["support"]} for a in agents},
         "cdr": {"directory": str(tmp_path / "cdr")},
         "store": {"path": str(tmp_path / "state.db")},
         "api": {"host": "127.0.0.1", "port": api_port, "token": TOKEN},

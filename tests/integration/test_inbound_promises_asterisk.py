@@ -19,7 +19,7 @@ from acd_rig import AcdRig, clean_pbx, wait_for
 from callcenterd.core import facts as f
 from callcenterd.protocols.ami.session import AmiSession
 from callcenterd.sandbox.asterisk import free_tcp_port
-from daemon_proc import QUEUE, TOKEN, Daemon
+from daemon_proc import QUEUE, Daemon, daemon_config
 
 pytestmark = pytest.mark.asterisk
 
@@ -125,24 +125,6 @@ async def test_a_caller_is_bridged_to_the_agents_own_half_when_originate_respons
 AGENTS = ("4001", "4002", "4003")
 
 
-def kill_config(asterisk, workdir: Path, api_port: int) -> Path:
-    cfg = {
-        "pbx": {"sandbox": {"type": "asterisk",
-                            "ami": {"host": asterisk.ami_host, "port": asterisk.ami_port,
-                                    "username": asterisk.ami_user, "secret": asterisk.ami_secret},
-                            "fastagi": {"host": asterisk.agi_host, "port": asterisk.agi_port}}},
-        "queues": {"support": QUEUE},
-        "agents": {a: {"device": f"Local/{a}@agents/n", "queues": ["support"]} for a in AGENTS},
-        "cdr": {"directory": str(workdir / "cdr")},
-        "store": {"path": str(workdir / "state.db")},
-        "api": {"host": "127.0.0.1", "port": api_port, "token": TOKEN},
-        "logging": {"level": "info", "format": "json"},
-    }
-    path = workdir / "callcenterd.yaml"
-    path.write_text(json.dumps(cfg))
-    return path
-
-
 def journeys(workdir: Path) -> list[dict]:
     return [json.loads(line) for p in (workdir / "cdr").glob("journeys-*.jsonl")
             for line in p.read_text().splitlines() if line.strip()]
@@ -151,7 +133,7 @@ def journeys(workdir: Path) -> list[dict]:
 async def _kill_and_restart_once(asterisk, workdir: Path, traffic: AmiSession, run: int) -> None:
     workdir.mkdir()
     port = free_tcp_port()
-    daemon = Daemon(kill_config(asterisk, workdir, port), port, workdir / "daemon.log")
+    daemon = Daemon(daemon_config(asterisk, workdir, port, AGENTS), port, workdir / "daemon.log")
     numbers = [f"55{run}{i:03d}" for i in range(10)]
     daemon.start()
     try:

@@ -121,7 +121,10 @@ class Resync(AcdState):
         if call_id in self._calls:
             out.append(Hangup(node, live.leg_id, CAUSE_NORMAL))
             return
-        queue = live.queue if live.queue in self._queues else agent.spec.queues[0]
+        queue = live.queue if live.queue in self._queues else next(iter(agent.spec.queues), "")
+        if not queue:
+            out.append(Hangup(node, live.leg_id, CAUSE_NORMAL))
+            return
         now = self._clock()
         call = CallerEntry(call_id=call_id, leg_id=caller, node=node, queue=queue, priority=0, caller_id=CallerId(),
                            skills={}, enqueued_at=now, entered_at=now, seq=next(self._seq))
