@@ -157,6 +157,9 @@ class AsteriskDriver:
     async def on_ami_connected(self, session: Any) -> None:
         """Logged in: read the whole snapshot before anything is routed."""
         self._translator.reset()
+        # a late leg still up now is in the snapshot's agent legs: the core
+        # hangs it up as an orphan; one that never appeared is forgotten
+        self._late.clear()
         self._snapshot = await self._take_snapshot(session)
 
     async def on_ami_ready(self, session: Any = None) -> None:
