@@ -7,20 +7,13 @@ import json
 import logging
 
 import pytest
-import structlog
 
 from callcenterd.logs import bind_call, configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+def restore_logging(daemon_logging):
+    """Every test here configures logging: restore it afterwards."""
 
 
 class TtyStream(io.StringIO):

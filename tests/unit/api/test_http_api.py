@@ -7,7 +7,6 @@ import logging
 
 import aiohttp
 import pytest
-import structlog
 
 from callcenterd.api.http import ApiServer, build_app
 from callcenterd.logs import configure_logging
@@ -230,17 +229,6 @@ async def test_oversized_body_is_refused(api):
         assert resp.status == 413
         assert "error" in await resp.json()
     assert control.calls == []
-
-
-@pytest.fixture
-def daemon_logging():
-    """The daemon's own log pipeline (configure_logging), restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
