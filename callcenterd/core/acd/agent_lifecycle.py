@@ -134,9 +134,6 @@ class AgentLifecycle(AcdState):
         if staffed != was_staffed or ready != was_ready or (ready and a.key_dirty):
             was_busy = was_staffed and not was_ready
             busy = staffed and not ready
-            old_since = a.busy_since
-            if busy and not was_busy:
-                a.busy_since = now
             slots = self._slots.get(a.id)
             if slots is None:
                 node = a.spec.node
@@ -144,12 +141,7 @@ class AgentLifecycle(AcdState):
                                               self._queues[qn].leave_empty) for qn in a.spec.queues]
             for qn, st, idx, leave_empty in slots:
                 st.staffed += staffed - was_staffed
-                if was_busy:
-                    st.busy -= 1
-                    st.busy_since_sum -= old_since
-                if busy:
-                    st.busy += 1
-                    st.busy_since_sum += a.busy_since
+                st.busy += busy - was_busy
                 if ready:
                     idx.add(a.id, a.spec.skills, a.idle_since, a.order)
                 elif was_ready:

@@ -56,7 +56,6 @@ class AgentRuntime:
     backoff_until: float = 0.0
     missed: int = 0  # consecutive missed offers
     idle_since: float = 0.0
-    busy_since: float = 0.0  # staffed but not ready since
     calls_taken: dict[str, int] = field(default_factory=dict)  # per queue
     talk_time: dict[str, float] = field(default_factory=dict)  # per queue, seconds
     # bookkeeping of what the indexes currently believe about this agent

@@ -86,8 +86,7 @@ class WaitingLine:
 
 @dataclass(slots=True)
 class StaffStats:
-    """Per (node, queue): staffed agents, and when the busy ones got busy."""
+    """Per (node, queue): staffed agents, and how many of them are busy."""
 
     staffed: int = 0
     busy: int = 0  # staffed but not ready (ringing, on call, wrap-up, back-off)
-    busy_since_sum: float = 0.0
