@@ -1,0 +1,1 @@
+"""Outbound campaigns: the pure dialer core (model, windows, retries, caps, pacing)."""
