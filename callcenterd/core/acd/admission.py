@@ -38,8 +38,15 @@ class Admission(AcdState):
         skills: Mapping[str, int] | None = None,
         enqueued_at: float | None = None,
         readopted: bool = False,
+        outbound_wait: float | None = None,
     ) -> list[Output]:
-        """A caller asks for an agent in ``queue``: admit (or reject) and route."""
+        """A caller asks for an agent in ``queue``: admit (or reject) and route.
+
+        ``outbound_wait`` admits an answered campaign call instead: it stays
+        where the PBX holds it, ahead of no one's join rules, and leaves with
+        :class:`CallerTimedOut` (no hangup, no overflow) when no agent is
+        connected within that many seconds.
+        """
         if queue not in self._queues:
             raise UnknownQueue(queue)
         check_safe(call_id, "call id")
@@ -57,11 +64,13 @@ class Admission(AcdState):
                 raise ValueError(f"caller skill {s!r}: level must be an integer 1..10, got {lvl!r}")
         if not isinstance(priority, int):
             raise ValueError(f"priority must be an integer, got {priority!r}")
+        if outbound_wait is not None and not outbound_wait > 0:
+            raise ValueError(f"outbound_wait must be a positive number of seconds, got {outbound_wait!r}")
         now = self._clock()
         call = CallerEntry(
             call_id=call_id, leg_id=leg_id, node=node, queue=queue, priority=priority, caller_id=caller,
             skills=skills, enqueued_at=now if enqueued_at is None else float(enqueued_at), entered_at=now,
-            seq=next(self._seq),
+            seq=next(self._seq), outbound=outbound_wait is not None, max_wait=outbound_wait,
         )
         if readopted and enqueued_at is not None:
             call.entered_at = min(now, call.enqueued_at)
@@ -77,7 +86,7 @@ class Admission(AcdState):
         q = self._queues[call.queue]
         now = self._clock()
         call.visited.append(q.name)
-        if not readopted:
+        if not readopted and not call.outbound:
             reason = ""
             if q.join_empty != "yes" and self._stats(call.node, q.name).staffed == 0 and (
                     q.join_empty == "strict" or not self._anyone_logged_in(call.node, q.name)):
@@ -104,6 +113,10 @@ class Admission(AcdState):
         out.append(CallerEnqueued(now, call.call_id, q.name, pos, call.priority, call.caller_id.number, est,
                                   readopted, self._stats(call.node, q.name).staffed))
         spec = HoldSpec(q.moh_class, q.announce_every, pos, est)
+        if call.outbound:
+            self._schedule("maxwait", call.call_id, call.entered_at + (call.max_wait or 0.0))
+            self._refresh_call(call)
+            return
         if readopted:
             out.append(UpdateHold(call.node, call.leg_id, spec))
         else:
@@ -234,7 +247,8 @@ class Admission(AcdState):
         for leg in list(call.rings):
             self._withdraw(self._legs[leg], "caller-hangup", out)
         out.append(CallerAbandoned(now, call.call_id, call.queue, pos, call.orig_position, int(now - call.entered_at)))
-        self._handle[call.queue].add_wait(now - call.entered_at, abandoned=True)
+        if not call.outbound:  # a campaign's 2 s says nothing of the inbound wait
+            self._handle[call.queue].add_wait(now - call.entered_at, abandoned=True)
         out.append(CallEnded(now, call.call_id, "abandoned"))
         self._drop_call(call)
 
@@ -247,7 +261,12 @@ class Admission(AcdState):
             self._withdraw(self._legs[leg], "caller-timeout" if why == "timeout" else "caller-exit", out)
         target, overflow_to = self._overflow_target(call, q)
         fact = CallerTimedOut if why == "timeout" else CallerExitEmpty
-        self._handle[q.name].add_wait(now - call.entered_at, abandoned=False)
+        if not call.outbound:
+            self._handle[q.name].add_wait(now - call.entered_at, abandoned=False)
+        if call.outbound:  # the campaign plays its abandon message and ends the call
+            out.append(fact(now, call.call_id, q.name, pos, call.orig_position, int(now - call.entered_at), ""))
+            self._drop_call(call)
+            return
         out.append(fact(now, call.call_id, q.name, pos, call.orig_position, int(now - call.entered_at), overflow_to))
         self._leave_line(call)
         self._cancel_call_timers(call)

@@ -41,7 +41,8 @@ class Routing(AcdState):
         agent = self._agents[al.agent_id]
         self._cancel("ring", leg_id)
         al.answered_at = now
-        self._handle[al.queue].add_answer(now - al.started_at, now - call.entered_at)
+        if not call.outbound:
+            self._handle[al.queue].add_answer(now - al.started_at, now - call.entered_at)
         call.agent_leg, call.agent_id, call.connected_at = leg_id, agent.id, now
         del call.rings[leg_id]
         self._leave_line(call)

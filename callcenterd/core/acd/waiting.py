@@ -45,6 +45,11 @@ class CallerEntry:
     visited: list[str] = field(default_factory=list)  # queues, for overflow loops
     in_line: bool = False
     routable_in: bool = False
+    # an answered outbound customer: it waits where the PBX has it (no Hold,
+    # no announcements), for at most ``max_wait`` s, and never overflows:
+    # the campaign decides what a person who got no agent hears
+    outbound: bool = False
+    max_wait: float | None = None
     routable_sig: tuple = ()  # the requirement group it is filed under while routable
     # (-priority, enqueued_at, seq, call_id): the ordering key, fixed at creation
     key: tuple = field(init=False, repr=False)
