@@ -70,6 +70,60 @@ MIGRATIONS: tuple[str, ...] = (
         at    REAL NOT NULL
     );
     """,
+    # 3: outbound campaigns (callcenterd.store.campaigns): leads, attempts,
+    # DNC, campaign run state and the abandonment ledger
+    """
+    CREATE TABLE campaign (
+        name  TEXT PRIMARY KEY,
+        state TEXT NOT NULL,  -- stopped | running | paused
+        at    REAL NOT NULL
+    );
+    CREATE TABLE lead (
+        lead_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign        TEXT NOT NULL,
+        phone           TEXT NOT NULL,  -- E.164
+        name            TEXT NOT NULL DEFAULT '',
+        zones           TEXT NOT NULL DEFAULT '',  -- space separated IANA zones
+        postal_code     TEXT NOT NULL DEFAULT '',
+        fields          TEXT NOT NULL DEFAULT '{}',  -- JSON object
+        state           TEXT NOT NULL DEFAULT 'ready',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_at         REAL NOT NULL DEFAULT 0,
+        last_outcome    TEXT NOT NULL DEFAULT '',
+        last_dropped_at REAL,
+        callback_agent  TEXT NOT NULL DEFAULT '',
+        disposition     TEXT NOT NULL DEFAULT '',
+        UNIQUE (campaign, phone)
+    );
+    CREATE INDEX lead_due ON lead (campaign, state, next_at);
+    CREATE TABLE attempt (
+        attempt_id  TEXT PRIMARY KEY,  -- the attempt's journey call id
+        campaign    TEXT NOT NULL,
+        lead_id     INTEGER NOT NULL REFERENCES lead (lead_id),
+        phone       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        outcome     TEXT NOT NULL DEFAULT '',
+        agent       TEXT NOT NULL DEFAULT '',
+        disposition TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX attempt_lead ON attempt (lead_id, started_at);
+    -- a lead is dialled at most once at a time: the file itself refuses a second open attempt
+    CREATE UNIQUE INDEX attempt_one_open ON attempt (lead_id) WHERE ended_at IS NULL;
+    CREATE TABLE dnc (
+        campaign TEXT NOT NULL,  -- '' = every campaign
+        phone    TEXT NOT NULL,
+        reason   TEXT NOT NULL DEFAULT '',
+        at       REAL NOT NULL,
+        PRIMARY KEY (campaign, phone)
+    );
+    CREATE TABLE abandon_ledger (
+        campaign TEXT NOT NULL,
+        at       REAL NOT NULL,
+        kind     TEXT NOT NULL  -- human | dropped
+    );
+    CREATE INDEX abandon_ledger_at ON abandon_ledger (campaign, at);
+    """,
 )
 
 
