@@ -102,6 +102,23 @@ class ApiClient:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/v1/health")
 
+    # ----------------------------------------------------------- campaigns
+    def campaigns(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/campaigns")["campaigns"]
+
+    def campaign_status(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/campaigns/{_segment(name)}")
+
+    def campaign_action(self, name: str, action: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/campaigns/{_segment(name)}/{_segment(action)}", {})
+
+    def disposition(self, attempt_id: str, agent: str, disposition: str,
+                    callback_at: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"agent": agent, "disposition": disposition}
+        if callback_at:
+            body["callback_at"] = callback_at
+        return self._request("POST", f"/v1/attempts/{_segment(attempt_id)}/disposition", body)
+
     # ------------------------------------------------------------ plumbing
     @staticmethod
     def _agent_path(agent_id: str, action: str) -> str:
@@ -143,6 +160,12 @@ class ApiClient:
         else:
             what = str(reason)
         return f"cannot reach the callcenterd API at {self.base_url}: {what}"
+
+
+def _segment(value: str) -> str:
+    if not value or value in (".", ".."):
+        raise ValueError(f"invalid name {value!r}")
+    return urllib.parse.quote(value, safe="")
 
 
 def _error_text(err: urllib.error.HTTPError) -> str:

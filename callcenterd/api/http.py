@@ -92,6 +92,27 @@ class AgentControl(Protocol):
     def waiting(self) -> list[WaitingRow]: ...
 
 
+class CampaignControl(Protocol):
+    """What the campaign routes need (methods may also be ``async``).
+
+    ``action`` is one of start, pause, resume, stop.  A disposition's
+    ``callback_at`` is the lead's local wall-clock time, ISO 8601 without an
+    offset (``2026-12-01T10:30``), or None.
+    """
+
+    def campaigns(self) -> list[dict[str, Any]]: ...
+    def campaign_status(self, name: str) -> dict[str, Any]: ...
+    def campaign_action(self, name: str, action: str) -> dict[str, Any]: ...
+    def disposition(self, attempt_id: str, agent: str, disposition: str,
+                    callback_at: str | None) -> dict[str, Any]: ...
+    def preview_next(self, agent: str) -> dict[str, Any] | None: ...
+    def preview_decide(self, agent: str, lead_id: int, accept: bool) -> dict[str, Any]: ...
+
+
+CAMPAIGN_ACTIONS = ("start", "pause", "resume", "stop")
+MAX_NAME_LEN = 64
+
+
 class BadRequest(ValueError):
     """The request itself is malformed (→ 400, unlike a core ValueError → 409)."""
 
@@ -172,8 +193,9 @@ def _middlewares(token: bytes) -> list[Callable[..., Awaitable[web.StreamRespons
 
 
 # ----------------------------------------------------------------- routes
-def build_app(control: AgentControl, token: str) -> web.Application:
-    """The aiohttp application; ``token`` must be non-empty."""
+def build_app(control: AgentControl, token: str, campaigns: CampaignControl | None = None) -> web.Application:
+    """The aiohttp application; ``token`` must be non-empty.  Without
+    ``campaigns`` the campaign routes answer 404 "no campaigns"."""
     if not isinstance(token, str) or not token.strip():
         raise ValueError("the API token must be a non-empty string")
     if _has_control_chars(token):
@@ -214,10 +236,97 @@ def build_app(control: AgentControl, token: str) -> web.Application:
     for name in ("agents", "queues", "waiting"):
         routes.get(f"/v1/{name}")(listing(name))
 
+    _campaign_routes(routes, campaigns)
+
     app = web.Application(middlewares=_middlewares(token.encode("utf-8")),
                           client_max_size=MAX_BODY_BYTES)
     app.add_routes(routes)
     return app
+
+
+def _campaign_routes(routes: web.RouteTableDef, campaigns: CampaignControl | None) -> None:
+    def need() -> CampaignControl:
+        if campaigns is None:
+            raise LookupError("no campaigns are configured on this daemon")
+        return campaigns
+
+    @routes.get("/v1/campaigns")
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response({"campaigns": list(await _call(need().campaigns))})
+
+    @routes.get("/v1/campaigns/{name}")
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response(await _call(need().campaign_status, _name(request, "name")))
+
+    @routes.post("/v1/campaigns/{name}/{action}")
+    async def action(request: web.Request) -> web.Response:
+        name, act = _name(request, "name"), request.match_info["action"]
+        if act not in CAMPAIGN_ACTIONS:
+            raise web.HTTPNotFound(reason=f"unknown campaign action {act!r}: use {', '.join(CAMPAIGN_ACTIONS)}")
+        result = await _call(need().campaign_action, name, act)
+        log.info("api.campaign", action=act, campaign=name)
+        return web.json_response(result)
+
+    @routes.post("/v1/attempts/{attempt_id}/disposition")
+    async def disposition(request: web.Request) -> web.Response:
+        attempt_id = _name(request, "attempt_id")
+        body = await _json_object(request)
+        agent = _field(body, "agent")
+        name = _field(body, "disposition")
+        callback_at = body.get("callback_at")
+        if callback_at is not None and (not isinstance(callback_at, str) or _has_control_chars(callback_at)):
+            raise BadRequest("'callback_at' must be a local time such as 2026-12-01T10:30")
+        result = await _call(need().disposition, attempt_id, agent, name, callback_at)
+        log.info("api.disposition", attempt=attempt_id, agent=agent, disposition=name)
+        return web.json_response(result)
+
+    @routes.get("/v1/agents/{agent_id}/preview")
+    async def preview(request: web.Request) -> web.Response:
+        lead = await _call(need().preview_next, _agent_id(request))
+        return web.json_response({"lead": lead})
+
+    @routes.post("/v1/agents/{agent_id}/preview/{lead_id}/{decision}")
+    async def decide(request: web.Request) -> web.Response:
+        agent = _agent_id(request)
+        decision = request.match_info["decision"]
+        if decision not in ("accept", "skip"):
+            raise web.HTTPNotFound(reason="use accept or skip")
+        try:
+            lead_id = int(request.match_info["lead_id"])
+        except ValueError:
+            raise BadRequest("lead id must be an integer") from None
+        return web.json_response(await _call(need().preview_decide, agent, lead_id, decision == "accept"))
+
+
+def _name(request: web.Request, key: str) -> str:
+    value = request.match_info[key]
+    if len(value) > MAX_NAME_LEN or _has_control_chars(value):
+        raise BadRequest(f"{key} must be at most {MAX_NAME_LEN} printable characters")
+    return value
+
+
+def _field(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{key}' is required: a non-empty string")
+    if len(value) > MAX_NAME_LEN or _has_control_chars(value):
+        raise BadRequest(f"'{key}' must be at most {MAX_NAME_LEN} printable characters")
+    return value
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            body = await request.json()
+    except (ValueError, LookupError):
+        raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason=f"request body not received within {BODY_TIMEOUT:g} s") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 async def _reason(request: web.Request) -> str:
