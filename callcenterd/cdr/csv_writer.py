@@ -49,6 +49,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "pbx_linkedid",
     "caller_name_raw",
     "staffed_at_entry",
+    "direction",
+    "campaign",
+    "lead_id",
+    "amd",
 )
 _TIME_COLUMNS = {"started_at", "enqueued_at", "answered_at", "ended_at"}
 

@@ -183,6 +183,7 @@ class RotatingFile:
 
     def _open(self, path: Path) -> None:
         self.close()
+        self._set_aside_other_header(path)
         flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, self.file_mode)
@@ -209,6 +210,27 @@ class RotatingFile:
                 os.close(self._fd)
             self._fd, self._path, self._size, self._dirty = None, None, 0, False
             raise
+
+    def _set_aside_other_header(self, path: Path) -> None:
+        """A file that starts with another header (written by an older
+        callcenterd, with fewer columns) is renamed ``<name>.old-N`` so that
+        every file's rows match its own header line."""
+        if not self.header:
+            return
+        try:
+            with open(path, "rb") as fh:
+                start = fh.read(len(self.header))
+        except FileNotFoundError:
+            return
+        if not start or start == self.header:
+            return
+        n = 1
+        while path.with_name(f"{path.name}.old-{n}").exists():
+            n += 1
+        target = path.with_name(f"{path.name}.old-{n}")
+        os.rename(path, target)
+        if self.durable:
+            _fsync_dir(self.directory)
 
     def _rotate(self) -> None:
         assert self._path is not None

@@ -26,6 +26,9 @@ class CallStarted:
     pbx_uniqueid: str = ""  # the caller leg's own id in the PBX (Asterisk UNIQUEID, FreeSWITCH uuid)
     pbx_linkedid: str = ""  # Asterisk LINKEDID / FreeSWITCH call uuid: joins Master.csv and CEL
     caller_name_raw: str = ""  # the name as the trunk sent it, escaped, when it had to be cleaned
+    direction: str = "inbound"  # inbound | outbound (a campaign's dial attempt)
+    campaign: str = ""  # outbound: the campaign
+    lead_id: int | None = None  # outbound: the lead dialled
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,15 @@ class CallerRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class AmdDetected:
+    """Answering-machine detection said what answered an outbound call."""
+
+    at: float
+    call_id: str
+    verdict: str  # human | machine | notsure
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call left callcenterd entirely: the journey closes."""
 
@@ -211,6 +223,7 @@ Fact = Union[
     CallerTimedOut,
     CallerExitEmpty,
     CallerRejected,
+    AmdDetected,
     CallEnded,
     AgentLoggedIn,
     AgentLoggedOut,

@@ -95,6 +95,9 @@ class JourneyBuilder:
             pbx_uniqueid=fact.pbx_uniqueid,
             pbx_linkedid=fact.pbx_linkedid,
             caller_name_raw=fact.caller_name_raw,
+            direction=fact.direction,
+            campaign=fact.campaign,
+            lead_id=fact.lead_id,
         )
 
     def _enqueued(self, fact: f.CallerEnqueued) -> None:
@@ -266,7 +269,12 @@ def _rejected(journey: Journey, fact: f.CallerRejected) -> None:
     journey.final_queue = fact.queue
 
 
+def _amd(journey: Journey, fact: f.AmdDetected) -> None:
+    journey.amd = fact.verdict
+
+
 _CALL_HANDLERS = {
+    f.AmdDetected: _amd,
     f.AgentOffered: _offered,
     f.AgentRingNoAnswer: _ring_no_answer,
     f.CallerConnected: _connected,

@@ -108,6 +108,10 @@ class Journey:
     pbx_linkedid: str = ""  # Master.csv / CEL linkedid
     caller_name_raw: str = ""  # escaped original caller name when caller_name had to be cleaned
     staffed_at_entry: int | None = None  # agents staffed in the first queue on entry
+    direction: str = "inbound"  # inbound | outbound
+    campaign: str = ""  # outbound: the campaign that dialled
+    lead_id: int | None = None  # outbound: the lead dialled
+    amd: str = ""  # outbound with AMD: human | machine | notsure
 
     @property
     def is_open(self) -> bool:

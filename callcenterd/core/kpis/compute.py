@@ -122,18 +122,24 @@ def compute_kpis(
     window: tuple[float, float] | None = None,
     tz: tzinfo | None = None,
 ) -> list[KpiRow]:
-    """KPI rows for the grouping, sorted by key (``by="total"`` gives one row)."""
+    """KPI rows for the grouping, sorted by key (``by="total"`` gives one row).
+
+    Campaign attempts (``direction == "outbound"``) count only per agent
+    (calls handled, handle time): ASA, service level and the abandon rate
+    are the inbound callers' (a campaign's drops are its own figure).
+    """
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, not {by!r}")
     journeys = list(journeys)
     wrapups = wrapup_by_call(journeys, agent_events)
-    talk = mean_talk_by_queue(journeys)
+    inbound = [j for j in journeys if j.direction != "outbound"]
+    talk = mean_talk_by_queue(inbound)
     if by == "queue":
-        offers = list(_segment_offers(journeys, settings, wrapups, talk))
+        offers = list(_segment_offers(inbound, settings, wrapups, talk))
     elif by == "agent":
         offers = list(_agent_offers(journeys, wrapups))
     else:
-        offers = list(_journey_offers(journeys, settings, wrapups, by, tz, talk))
+        offers = list(_journey_offers(inbound, settings, wrapups, by, tz, talk))
     grouped: dict[str, list[_Offer]] = defaultdict(list)
     for offer in offers:
         grouped[offer.key].append(offer)

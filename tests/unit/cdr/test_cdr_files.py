@@ -143,3 +143,20 @@ def test_jsonl_one_object_per_line_even_with_newlines_in_values(tmp_path):
     assert len(lines) == 1
     assert json.loads(lines[0])["caller_name"] == "line1\nline2"
     assert Journey.from_dict(json.loads(lines[0])).call_id == "c1"
+
+
+def test_a_file_with_an_older_header_is_set_aside_so_rows_match_their_header(tmp_path):
+    at = 1_714_557_600.0
+    rf = RotatingFile(tmp_path, "journeys", ".csv", header=b"a,b\n", tz=UTC)
+    rf.write(b"1,2\n", at)
+    rf.close()
+    [path] = list(tmp_path.iterdir())
+    newer = RotatingFile(tmp_path, "journeys", ".csv", header=b"a,b,c\n", tz=UTC)
+    newer.write(b"1,2,3\n", at)
+    newer.close()
+    assert path.read_bytes() == b"a,b,c\n1,2,3\n"
+    assert path.with_name(path.name + ".old-1").read_bytes() == b"a,b\n1,2\n", "nothing lost"
+    same = RotatingFile(tmp_path, "journeys", ".csv", header=b"a,b,c\n", tz=UTC)
+    same.write(b"4,5,6\n", at)
+    same.close()
+    assert path.read_bytes() == b"a,b,c\n1,2,3\n4,5,6\n", "a matching header is appended to"

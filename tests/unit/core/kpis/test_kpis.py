@@ -161,3 +161,28 @@ def test_callers_hung_up_by_a_pbx_shutdown_are_not_abandons():
     (row,) = compute_kpis(closed, "queue")
     assert (row.abandoned, row.short_abandoned) == (0, 0)
     assert row.abandon_rate_pct in (None, 0.0)
+
+
+def test_campaign_attempts_count_for_their_agent_but_not_in_the_inbound_queue_figures():
+    closed = scenario()
+    b = JourneyBuilder()
+    # an outbound attempt: answered, 1.5 s in the pool's queue, 1001 talks 60 s
+    for fact in (f.CallStarted(T, "O1", "o1", direction="outbound", campaign="spring", lead_id=7),
+                 f.CallerEnqueued(T + 10, "O1", "sales", 1),
+                 f.AgentOffered(T + 10, "O1", "sales", "1001", "lo"),
+                 f.CallerConnected(T + 11.5, "O1", "sales", "1001", 1, "lo", 1),
+                 f.CallCompleted(T + 71.5, "O1", "sales", "1001", 1, 60, 1, "agent"),
+                 f.CallEnded(T + 71.5, "O1", "answered"),
+                 # a dropped attempt: no agent within 2 s
+                 f.CallStarted(T, "O2", "o2", direction="outbound", campaign="spring", lead_id=8),
+                 f.CallerEnqueued(T + 10, "O2", "sales", 1),
+                 f.CallerTimedOut(T + 12, "O2", "sales", 1, 1, 2),
+                 f.CallEnded(T + 15, "O2", "dropped")):
+        closed += b.apply(fact)
+    assert [j.direction for j in closed[-2:]] == ["outbound", "outbound"]
+    assert (closed[-1].campaign, closed[-1].lead_id) == ("spring", 8)
+    with_campaign, inbound_only = by_key(compute_kpis(closed, "queue")), by_key(compute_kpis(scenario(), "queue"))
+    assert with_campaign["sales"] == inbound_only["sales"]
+    assert by_key(compute_kpis(closed, "total")) == by_key(compute_kpis(scenario(), "total"))
+    agents = by_key(compute_kpis(closed, "agent"))
+    assert agents["1001"].answered == by_key(compute_kpis(scenario(), "agent"))["1001"].answered + 1
