@@ -39,13 +39,15 @@ class Admission(AcdState):
         enqueued_at: float | None = None,
         readopted: bool = False,
         outbound_wait: float | None = None,
+        reserved_agent: str = "",
     ) -> list[Output]:
         """A caller asks for an agent in ``queue``: admit (or reject) and route.
 
         ``outbound_wait`` admits an answered campaign call instead: it stays
         where the PBX holds it, ahead of no one's join rules, and leaves with
         :class:`CallerTimedOut` (no hangup, no overflow) when no agent is
-        connected within that many seconds.
+        connected within that many seconds.  ``reserved_agent``: the agent
+        :meth:`reserve_agent` held for this call is offered it first.
         """
         if queue not in self._queues:
             raise UnknownQueue(queue)
@@ -78,6 +80,12 @@ class Admission(AcdState):
         self._calls[call_id] = call
         self._legs[leg_id] = call
         self._admit(call, out, held=readopted, readopted=readopted)
+        held_agent = self._agents.get(reserved_agent) if reserved_agent else None
+        if held_agent is not None and held_agent.reserved_for == call_id:
+            held_agent.reserved_for = ""
+            self._touch(held_agent, out)
+            if call.in_line and held_agent.indexed_ready:
+                self._offer(call, held_agent, "reserved", out)
         self._route(out)
         return out
 

@@ -112,8 +112,32 @@ class AgentLifecycle(AcdState):
         for leg in [lg for lg in agent.legs.values() if lg.answered_at is None]:
             self._withdraw(leg, reason, out)
 
+    def reserve_agent(self, agent_id: str, ref: str) -> list[Output]:
+        """Hold a ready agent for a campaign attempt (``ref``): no other call is
+        offered to it until the attempt reaches it or :meth:`release_agent`."""
+        a = self._agent(agent_id)
+        if a.reserved_for:
+            raise AgentStateError(f"agent {agent_id} is already reserved for {a.reserved_for}")
+        if not self._is_ready(a, self._clock()):
+            raise AgentStateError(f"agent {agent_id} is not available")
+        out: list[Output] = []
+        a.reserved_for = ref
+        self._touch(a, out)
+        return out
+
+    def release_agent(self, agent_id: str, ref: str) -> list[Output]:
+        """Give back an agent reserved for ``ref`` (a no-op for anything else)."""
+        a = self._agents.get(agent_id)
+        out: list[Output] = []
+        if a is None or a.reserved_for != ref:
+            return out
+        a.reserved_for = ""
+        self._touch(a, out)
+        self._route(out)
+        return out
+
     def _is_ready(self, a: AgentRuntime, now: float) -> bool:
-        if not a.staffed or a.spec.node in self._nodes_down:
+        if not a.staffed or a.spec.node in self._nodes_down or a.reserved_for:
             return False
         if len(a.legs) >= a.spec.max_concurrent or a.wrapup_until > now or a.backoff_until > now:
             return False

@@ -58,6 +58,7 @@ class AgentRuntime:
     idle_since: float = 0.0
     calls_taken: dict[str, int] = field(default_factory=dict)  # per queue
     talk_time: dict[str, float] = field(default_factory=dict)  # per queue, seconds
+    reserved_for: str = ""  # a campaign attempt holds this agent: offered no other call
     # bookkeeping of what the indexes currently believe about this agent
     indexed_staffed: bool = False
     indexed_ready: bool = False

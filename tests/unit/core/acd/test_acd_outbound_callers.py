@@ -15,9 +15,10 @@ def _rig(*, max_wait=0, overflow="", login=True):
     return Rig(queues, [A("1001", ("sales",)), A("1002", ("backup",))], login=login)
 
 
-def _outbound(rig, call_id="out-1", wait=2.0, priority=0):
+def _outbound(rig, call_id="out-1", wait=2.0, priority=0, reserved=""):
     return rig.run(rig.acd.call_waiting(call_id, f"cleg-{call_id}", rig.node, "sales", priority=priority,
-                                        caller=CallerId("+15550100"), outbound_wait=wait))
+                                        caller=CallerId("+15550100"), outbound_wait=wait,
+                                        reserved_agent=reserved))
 
 
 def test_an_answered_campaign_call_is_offered_to_a_free_agent_and_bridged():
@@ -83,3 +84,32 @@ def test_a_non_positive_abandon_window_is_refused(wait):
     rig = _rig()
     with pytest.raises(ValueError, match="outbound_wait"):
         _outbound(rig, wait=wait)
+
+
+def test_a_reserved_agent_gets_no_other_call_and_takes_the_attempt_it_was_held_for():
+    rig = _rig()
+    rig.run(rig.acd.reserve_agent("1001", "out-7"))
+    out = rig.call("sales")
+    assert not of(out, f.AgentOffered), "an inbound caller does not take the reserved agent"
+    out = _outbound(rig, call_id="out-7", reserved="1001")
+    assert [(o.call_id, o.agent, o.rule) for o in of(out, f.AgentOffered)] == [("out-7", "1001", "reserved")]
+
+
+def test_releasing_a_reservation_hands_the_agent_to_the_waiting_caller():
+    rig = _rig()
+    rig.run(rig.acd.reserve_agent("1001", "out-7"))
+    rig.call("sales")
+    assert not of(rig.run(rig.acd.release_agent("1001", "someone-else")), f.AgentOffered)
+    out = rig.run(rig.acd.release_agent("1001", "out-7"))
+    assert [(o.call_id, o.agent) for o in of(out, f.AgentOffered)] == [("call-1", "1001")]
+
+
+def test_only_an_available_agent_can_be_reserved_and_only_once():
+    from callcenterd.core.acd.errors import AgentStateError
+    rig = _rig()
+    rig.run(rig.acd.reserve_agent("1001", "out-1"))
+    with pytest.raises(AgentStateError, match="already reserved"):
+        rig.acd.reserve_agent("1001", "out-2")
+    rig.run(rig.acd.agent_pause("1002", "lunch"))
+    with pytest.raises(AgentStateError, match="not available"):
+        rig.acd.reserve_agent("1002", "out-3")
