@@ -33,8 +33,11 @@ AGENT_ACTIONS = ("login", "logout", "pause", "unpause")
 _DONE = {"login": "logged in", "logout": "logged out", "pause": "paused", "unpause": "unpaused"}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``agent``, ``agents``, ``queues`` and ``waiting`` to a CLI."""
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``agent``, ``campaign``, ``agents``, ``queues`` and ``waiting`` to a CLI.
+
+    Returns the ``campaign`` action parsers, so that the daemon CLI can add
+    ``campaign load`` (it writes the store directly, not through the API)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("API connection")
     group.add_argument("--api", metavar="URL",
@@ -55,12 +58,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="pause reason, written to queue_log (max 64 characters)")
         p.set_defaults(func=run_agent_action)
 
+    campaign = subparsers.add_parser("campaign", help="run outbound campaigns; load call lists")
+    cactions = campaign.add_subparsers(dest="campaign_action", metavar="ACTION", required=True)
+    for action, what in (("start", "start dialling"), ("pause", "stop placing new calls (calls in progress go on)"),
+                         ("resume", "dial again after a pause"), ("stop", "stop dialling and empty the hopper")):
+        p = cactions.add_parser(action, parents=[common], help=what)
+        p.add_argument("campaign", metavar="CAMPAIGN")
+        p.set_defaults(func=run_campaign_action)
+    p = cactions.add_parser("status", parents=[common], help="a campaign's figures (all campaigns without a name)")
+    p.add_argument("campaign", metavar="CAMPAIGN", nargs="?")
+    p.add_argument("--json", action="store_true", help="print raw JSON instead of text")
+    p.set_defaults(func=run_campaign_status)
+    p = cactions.add_parser("dispose", parents=[common], help="record an agent's disposition of an attempt")
+    p.add_argument("attempt_id", metavar="ATTEMPT")
+    p.add_argument("disposition", metavar="DISPOSITION", help="sale, callback, not-interested, dnc or a custom one")
+    p.add_argument("--agent", required=True)
+    p.add_argument("--callback-at", metavar="LOCAL_TIME",
+                   help="for callback: the lead's local time, e.g. 2026-12-01T10:30")
+    p.set_defaults(func=run_disposition)
+
     for name, what in (("agents", "agents and their state"),
                        ("queues", "queues with waiting callers and agents"),
                        ("waiting", "callers waiting in queues, in order")):
         p = subparsers.add_parser(name, parents=[common], help=f"list {what}")
         p.add_argument("--json", action="store_true", help="print raw JSON instead of a table")
         p.set_defaults(func=run_listing, listing=name)
+    return cactions
 
 
 # ------------------------------------------------------------------ runners
@@ -94,6 +117,60 @@ def run_agent_action(args: argparse.Namespace) -> int:
         getattr(client, args.agent_action)(args.agent_id)
         print(f"agent {args.agent_id}: {_DONE[args.agent_action]}")
     return 0
+
+
+@_guard
+def run_campaign_action(args: argparse.Namespace) -> int:
+    """``campaign start|pause|resume|stop CAMPAIGN``."""
+    result = _client(args).campaign_action(args.campaign, args.campaign_action)
+    print(f"campaign {args.campaign}: {result.get('state', args.campaign_action)}")
+    return 0
+
+
+@_guard
+def run_campaign_status(args: argparse.Namespace) -> int:
+    """``campaign status [CAMPAIGN]``."""
+    client = _client(args)
+    rows = [client.campaign_status(args.campaign)] if args.campaign else client.campaigns()
+    if args.json:
+        print(json.dumps(rows if not args.campaign else rows[0], indent=2, sort_keys=True))
+        return 0
+    print("\n\n".join(format_campaign_status(r) for r in rows) if rows else "(no campaigns)")
+    return 0
+
+
+@_guard
+def run_disposition(args: argparse.Namespace) -> int:
+    """``campaign dispose ATTEMPT DISPOSITION --agent AGENT [--callback-at T]``."""
+    _client(args).disposition(args.attempt_id, args.agent, args.disposition, args.callback_at)
+    print(f"attempt {args.attempt_id}: {args.disposition}")
+    return 0
+
+
+def _pct_text(value: Any) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{100 * value:.2f}%"
+
+
+def format_campaign_status(row: dict[str, Any]) -> str:
+    """A campaign's status as a short report for a campaign manager."""
+    lines = [f"campaign {_printable(_text(row.get('campaign')))}: {_printable(_text(row.get('state')))}"
+             f" ({_printable(_text(row.get('mode')))})"]
+    pairs = [
+        ("dialled", row.get("dialled")), ("human answers", row.get("human_answers")),
+        ("machines", row.get("machines")), ("connected", row.get("connected")),
+        ("abandoned", row.get("abandoned")),
+        ("abandoned 24 h", _pct_text(row.get("abandon_rate_24h"))),
+        ("abandoned 30 days", _pct_text(row.get("abandon_rate_30d"))),
+        ("lines up", row.get("lines_up")), ("remaining leads", row.get("remaining")),
+        ("time to exhaust", format_duration(row.get("exhaust_s"))),
+    ]
+    width = max(len(k) for k, _ in pairs)
+    lines += [f"  {k.ljust(width)}  {_printable(_text(v))}" for k, v in pairs]
+    dispositions = row.get("dispositions") or {}
+    if isinstance(dispositions, dict) and dispositions:
+        lines.append("  dispositions:")
+        lines += [f"    {_printable(str(k))}: {_printable(_text(v))}" for k, v in sorted(dispositions.items())]
+    return "\n".join(lines)
 
 
 @_guard

@@ -1,0 +1,94 @@
+"""`callcenterd campaign ...` against a real API server (thread) with fake campaigns."""
+
+import asyncio
+import threading
+
+import pytest
+
+from callcenterd.api.http import ApiServer, build_app
+from tests.unit.api.test_api_cli import TOKEN, FakeControl, cli  # noqa: F401  (fixture)
+
+
+class FakeCampaigns:
+    def __init__(self):
+        self.calls = []
+
+    def campaigns(self):
+        return [self.campaign_status("spring")]
+
+    def campaign_status(self, name):
+        if name != "spring":
+            raise LookupError(f"unknown campaign {name!r}")
+        return {"campaign": "spring", "state": "running", "mode": "progressive", "dialled": 120,
+                "human_answers": 40, "machines": 30, "connected": 39, "abandoned": 1,
+                "abandon_rate_24h": 0.025, "abandon_rate_30d": 0.0125, "remaining": 880,
+                "exhaust_s": 7325.0, "dispositions": {"sale": 7, "not-interested\x1b[31m": 20}}
+
+    def campaign_action(self, name, action):
+        self.calls.append((name, action))
+        return {"campaign": name, "state": {"start": "running", "pause": "paused"}.get(action, action)}
+
+    def disposition(self, attempt_id, agent, disposition, callback_at):
+        self.calls.append((attempt_id, agent, disposition, callback_at))
+        return {"ok": True}
+
+    def preview_next(self, agent):
+        return None
+
+    def preview_decide(self, agent, lead_id, accept):
+        return {}
+
+
+@pytest.fixture
+def campaigns():
+    fake = FakeCampaigns()
+    loop = asyncio.new_event_loop()
+    api = ApiServer(build_app(FakeControl(), TOKEN, fake), "127.0.0.1", 0)
+    started = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(api.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    yield fake, api.url
+    asyncio.run_coroutine_threadsafe(api.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_campaign_start_and_pause_from_the_cli(campaigns, cli, capsys):
+    fake, url = campaigns
+    assert cli("campaign", "start", "spring", "--api", url) == 0
+    assert cli("campaign", "pause", "spring", "--api", url) == 0
+    assert fake.calls == [("spring", "start"), ("spring", "pause")]
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("campaign ")]
+    assert printed == ["campaign spring: running", "campaign spring: paused"]
+
+
+def test_campaign_status_reads_like_a_report(campaigns, cli, capsys):
+    _, url = campaigns
+    assert cli("campaign", "status", "spring", "--api", url) == 0
+    out = capsys.readouterr().out
+    assert "campaign spring: running (progressive)" in out
+    assert "abandoned 24 h     2.50%" in out and "abandoned 30 days  1.25%" in out
+    assert "time to exhaust    2:02:05" in out
+    assert "not-interested?[31m: 20" in out, "no terminal escapes from data"
+
+
+def test_an_unknown_campaign_is_one_clear_line_and_exit_1(campaigns, cli, capsys):
+    _, url = campaigns
+    assert cli("campaign", "status", "autumn", "--api", url) == 1
+    assert capsys.readouterr().err.strip() == "callcenterd: unknown campaign 'autumn'"
+
+
+def test_a_disposition_with_a_callback_time(campaigns, cli, capsys):
+    fake, url = campaigns
+    assert cli("campaign", "dispose", "att-9", "callback", "--agent", "1001",
+               "--callback-at", "2026-12-01T10:30", "--api", url) == 0
+    assert fake.calls == [("att-9", "1001", "callback", "2026-12-01T10:30")]
