@@ -195,6 +195,9 @@ class FreeswitchContractRig(AcdRig):
         return len(self.switch.alive())
 
 
+CAMPAIGN_CID = CallerId("5551000", "Campaign")
+
+
 class Legs:
     """Port-level access for outbound scenarios: originate legs straight
     through the rig's driver (``rig.runtime.drivers[node]``) and collect the
@@ -202,7 +205,7 @@ class Legs:
     it ignores legs it did not dial).  ``sent`` records the AMI actions the
     Asterisk driver sent (name, headers) as they went to the wire."""
 
-    def __init__(self, pbx: "Pbx", rig: AcdRig) -> None:
+    def __init__(self, pbx: Pbx, rig: AcdRig) -> None:
         self.pbx = pbx
         self.rig = rig
         self.node = "sandbox" if pbx.kind == "asterisk" else "fs"
@@ -242,7 +245,7 @@ class Legs:
         return f"loopback/{number}/sandbox-outbound"
 
     async def originate(self, endpoint: str, *, role: LegRole = LegRole.CUSTOMER, amd: bool = False,
-                        ring: float = 20.0, caller_id: CallerId = CallerId("5551000", "Campaign"),
+                        ring: float = 20.0, caller_id: CallerId = CAMPAIGN_CID,
                         variables: dict[str, str] | None = None) -> tuple[str, float]:
         leg = "cc-" + uuidlib.uuid4().hex[:16]
         started = time.monotonic()

@@ -10,6 +10,13 @@ How a call moves (dialplan in ``dialplan/asterisk/extensions_callcenterd.conf``)
   caller waits *in Asterisk*, so it survives a restart of callcenterd.
 * An agent leg is an async ``Originate`` into ``[callcenterd-agent]`` with
   ``ChannelId`` = our leg id, so every event about it carries that id.
+* A campaign's customer leg (``role=CUSTOMER``) is an async ``Originate``
+  into ``[callcenterd-outbound]``: ``AMD()`` when ``CC_AMD=1``, its verdict as
+  UserEvent ``CallCenterAmd`` (-> :class:`AmdResult`), then a silent wait for
+  :meth:`bridge` (customer leg as ``leg_a``).  :meth:`play_abandon` and
+  :meth:`leave_message` stamp ``CC_PROMPT`` and Redirect it to
+  ``[callcenterd-outbound-abandon]`` / ``[callcenterd-outbound-machine]``.
+  Only ids, flags and the caller ID go to Asterisk, never lead data.
 * On answer the core asks for :meth:`bridge`; we mark both legs
   ``CC_CONNECTED=1`` and send the AMI ``Bridge`` action.
 * On reconnect, :meth:`snapshot` lists held callers from ``Status`` (with

@@ -15,6 +15,11 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
   parked, still hearing the music, whether callcenterd runs or not;
 * an agent leg is ``bgapi originate {origination_uuid=<leg id>,...}<endpoint>
   &park()``: every event about it carries our leg id;
+* a campaign's customer leg is the same originate with ``cc_role=customer``
+  and ``hangup_after_bridge=true``; with AMD on, ``avmd <uuid> start`` once
+  it answers: a beep is MACHINE, no beep within ``amd_window`` s HUMAN.
+  :meth:`play_abandon` / :meth:`leave_message` run ``uuid_transfer <uuid>
+  playback:<prompt>,hangup:NORMAL_CLEARING inline`` (the latter after the beep);
 * on answer the core asks for :meth:`bridge`: ``cc_connected=1`` on the
   caller, then ``uuid_bridge caller agent``.  An agent leg lives as long as
   its channel events say, whatever its originate job reports: a bridge that
