@@ -165,7 +165,8 @@ async def test_hostile_values_never_reach_the_pbx_unescaped(pbx):
             assert variables["origination_caller_id_name"] == HOSTILE_NAME
             assert sorted(variables) == sorted([
                 "origination_uuid", "cc_call_id", "origination_caller_id_number", "origination_caller_id_name",
-                "originate_timeout", "ignore_early_media", "cc_role", "hangup_after_bridge", "cc_talk"])
+                "originate_timeout", "ignore_early_media", "cc_role", "hangup_after_bridge", "park_timeout",
+                "cc_talk"])
         assert not any("cc-bad" in repr(s) for s in legs.sent)
         await legs.driver.hangup(customer)
         await legs.event(customer, LegHungUp)

@@ -259,6 +259,7 @@ class FreeswitchDriver:
         announce: Sequence[str] = ANNOUNCE,
         amd_window: float = AMD_WINDOW,
         beep_wait: float = BEEP_WAIT,
+        customer_wait: int = 30,
     ) -> None:
         self.node = node
         self._emit = emit
@@ -270,6 +271,7 @@ class FreeswitchDriver:
         #: seconds without a beep after which an AMD leg is HUMAN
         self.amd_window = amd_window
         self.beep_wait = beep_wait
+        self._customer_wait = customer_wait
         self._beeps: dict[str, asyncio.Event] = {}  # customer legs with AMD -> set at the beep
         self._esl: EslControl | None = None
         self._translator = FsTranslator()
@@ -443,7 +445,10 @@ class FreeswitchDriver:
             "ignore_early_media": "true",
         }
         if customer:
-            variables.update({"cc_role": "customer", "hangup_after_bridge": "true"})
+            # park_timeout (switch_ivr_park): an answered lead nobody bridges,
+            # plays to or hangs up (callcenterd died) does not stay parked for ever
+            variables.update({"cc_role": "customer", "hangup_after_bridge": "true",
+                              "park_timeout": str(int(self._customer_wait))})
         for name, value in request.variables.items():
             variables.setdefault(name.lower(), value)
         endpoint = check_safe(request.endpoint, "endpoint")

@@ -100,6 +100,7 @@ async def test_customer_leg_originate_carries_ids_and_one_quoted_caller_name(rig
     assert endpoint == lead("0")
     assert variables["origination_caller_id_name"] == "Acme, {Sales} 'x'"
     assert variables["cc_role"] == "customer" and variables["hangup_after_bridge"] == "true"
+    assert variables["park_timeout"] == "30"  # nobody comes (callcenterd died): the lead is not parked for ever
     assert "cc_agent" not in variables
     raw = next(c for c in rig.switch.fake.received if c.startswith("bgapi originate"))
     assert fs_separate_string(raw.split("\n", 1)[0][len("bgapi originate "):], " ")[1:] == ["&park()"]
