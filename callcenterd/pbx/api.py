@@ -142,6 +142,41 @@ class CallerId:
         check_safe(self.name, "caller ID name")
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_.:@+#*/-]*\Z")
+_PROMPT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
+
+
+def check_token(value: str, what: str = "value") -> str:
+    """Refuse anything but a plain token (letters, digits, ``_.:@+#*/-``).
+
+    The values a customer leg carries to the PBX are ids, never lead data:
+    a plain token cannot add an AMI variable (``,``), end a dialplan
+    argument (``)`` ``,`` ``|``), open an ESL variable block (``{`` ``}``)
+    or expand anything (``${`` ``^^``).  The message never echoes the value.
+    """
+    check_safe(value, what)
+    if not _TOKEN.match(value):
+        raise UnsafeValue(f"{what} must be a plain token (letters, digits, _.:@+#*/-)")
+    return value
+
+
+def check_prompt(prompt: str, what: str = "prompt") -> str:
+    """A sound file name as both PBXs take it (``vm-goodbye``,
+    ``ivr/ivr-thank_you.wav``, ``/var/lib/sounds/abandon``): no blanks,
+    separators (``,`` ``&`` ``!`` ``:``) or expansions."""
+    check_safe(prompt, what)
+    if not _PROMPT.match(prompt) or ".." in prompt:
+        raise UnsafeValue(f"{what} must be a sound file name (letters, digits, _./-)")
+    return prompt
+
+
+class LegRole(str, enum.Enum):
+    """What an originated leg is for."""
+
+    AGENT = "agent"  # an agent's phone, bridged to a waiting caller on answer
+    CUSTOMER = "customer"  # a campaign's call to a lead: AMD, then waits for an agent
+
+
 @dataclass(frozen=True, slots=True)
 class OriginateRequest:
     """Ask the PBX to create a new leg.
@@ -150,6 +185,13 @@ class OriginateRequest:
     leg can be matched before the PBX has answered the request.
     ``endpoint`` is a device string as the PBX understands it
     (``PJSIP/1001``, ``Local/1001@agents/n``, ``user/1001``).
+
+    A ``CUSTOMER`` leg (a campaign's call) rings for ``ring_timeout``; once
+    answered it runs AMD when ``amd`` (reported as :class:`AmdResult`), then
+    waits, answered and silent, for :meth:`PbxPort.bridge` with it as
+    ``leg_a`` (or :meth:`PbxPort.play_abandon` / :meth:`PbxPort.leave_message`).
+    Lead data never goes to the PBX with it: its ``variables`` must be plain
+    tokens (:func:`check_token`) and only the caller ID is free text.
     """
 
     leg_id: str
@@ -159,6 +201,7 @@ class OriginateRequest:
     variables: Mapping[str, str] = field(default_factory=dict)
     amd: bool = False
     call_id: str = ""  # the journey this leg belongs to
+    role: LegRole = LegRole.AGENT
 
     def __post_init__(self) -> None:
         check_safe(self.leg_id, "leg id")
@@ -167,6 +210,13 @@ class OriginateRequest:
         for k, v in self.variables.items():
             check_safe(k, "variable name")
             check_safe(v, f"variable {k}")
+        if self.role is LegRole.CUSTOMER:
+            check_token(self.leg_id, "leg id")
+            check_token(self.call_id, "call id")
+            for k, v in self.variables.items():
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+                    raise UnsafeValue("customer leg variable names must be plain identifiers")
+                check_token(v, f"variable {k}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +448,15 @@ class PbxPort(Protocol):
         """Refresh position / estimated wait announced to a held caller."""
 
     async def moh(self, leg_id: str, on: bool, moh_class: str = "default") -> None: ...
+
+    async def play_abandon(self, leg_id: str, prompt: str) -> None:
+        """A campaign's answered customer leg that no agent took in time:
+        play ``prompt`` (:func:`check_prompt`) to the person, then hang up
+        (reported as LegHungUp ``ANSWERED``).  Returns once the PBX took it."""
+
+    async def leave_message(self, leg_id: str, prompt: str) -> None:
+        """A customer leg AMD called a machine: wait for the end of the
+        greeting (the beep, then silence), play ``prompt``, hang up."""
 
     async def redirect(self, leg_id: str, destination: str) -> None:
         """Send a leg to a PBX destination (``context,exten,priority`` / extension)."""

@@ -20,13 +20,17 @@ PBX, whose channels are left alone).
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callcenterd.config import config_from_mapping
+from callcenterd.pbx.api import CallerId, LegRole, OriginateRequest
 from callcenterd.sandbox.asterisk import free_tcp_port
 from callcenterd.wiring import build
 from tests.contract.fs_switch import FsSwitch
@@ -191,6 +195,99 @@ class FreeswitchContractRig(AcdRig):
         return len(self.switch.alive())
 
 
+CAMPAIGN_CID = CallerId("5551000", "Campaign")
+
+
+class Legs:
+    """Port-level access for outbound scenarios: originate legs straight
+    through the rig's driver (``rig.runtime.drivers[node]``) and collect the
+    port events the driver emits for them (the core still gets every event;
+    it ignores legs it did not dial).  ``sent`` records the AMI actions the
+    Asterisk driver sent (name, headers) as they went to the wire."""
+
+    def __init__(self, pbx: Pbx, rig: AcdRig) -> None:
+        self.pbx = pbx
+        self.rig = rig
+        self.node = "sandbox" if pbx.kind == "asterisk" else "fs"
+        self.driver = rig.runtime.drivers[self.node]
+        self.events: list[tuple[float, Any]] = []
+        self.names: dict[str, str] = {}  # Asterisk leg id -> channel name, kept after the hangup
+        self.sent: list[tuple[str, list[tuple[str, str]]]] = []
+        emit = self.driver._emit
+
+        def tap(event: Any) -> None:
+            self.events.append((time.monotonic(), event))
+            self._learn_names()
+            emit(event)
+
+        self.driver._emit = tap
+        if pbx.kind == "asterisk":
+            ami = self.driver._ami
+            action = ami.action
+
+            async def recording(name: str, headers: Any = (), **kw: Any) -> Any:
+                self.sent.append((name, list(headers)))
+                return await action(name, headers, **kw)
+
+            ami.action = recording
+        else:
+            self.driver.amd_window = pbx.s(5)  # the fake's machines beep 0.15 s after avmd start
+
+    def _learn_names(self) -> None:
+        if self.pbx.kind == "asterisk":
+            self.names.update({k: v for k, v in self.driver._translator.channels.items()})
+
+    def lead(self, digit: str) -> str:
+        """The dial string of a sandbox lead whose last digit is ``digit``."""
+        number = f"555010{digit}"
+        if self.pbx.kind == "asterisk":
+            return f"Local/{number}@sandbox-outbound/n"
+        return f"loopback/{number}/sandbox-outbound"
+
+    async def originate(self, endpoint: str, *, role: LegRole = LegRole.CUSTOMER, amd: bool = False,
+                        ring: float = 20.0, caller_id: CallerId = CAMPAIGN_CID,
+                        variables: dict[str, str] | None = None) -> tuple[str, float]:
+        leg = "cc-" + uuidlib.uuid4().hex[:16]
+        started = time.monotonic()
+        await self.driver.originate(OriginateRequest(
+            leg_id=leg, endpoint=endpoint, caller_id=caller_id, ring_timeout=ring, amd=amd,
+            call_id="call-" + leg[3:], role=role, variables=variables or {}))
+        return leg, started
+
+    def of(self, leg: str, kind: type | None = None) -> list[Any]:
+        out = []
+        for _, e in self.events:
+            legs = {getattr(e, "leg_id", None), getattr(e, "leg_a", None), getattr(e, "leg_b", None)}
+            if leg in legs and (kind is None or isinstance(e, kind)):
+                out.append(e)
+        return out
+
+    def at(self, leg: str, kind: type) -> float | None:
+        return next((t for t, e in self.events if isinstance(e, kind) and getattr(e, "leg_id", None) == leg), None)
+
+    async def event(self, leg: str, kind: type, timeout: float = 30.0) -> Any:
+        await wait_for(lambda: bool(self.of(leg, kind)), f"{kind.__name__} for {leg}", timeout=timeout)
+        return self.of(leg, kind)[0]
+
+    def played(self, leg: str) -> list[str]:
+        """Sound files the PBX played to the leg: Asterisk's console log
+        (``Playback("<channel>", "<file>")``), the fake's ``played``."""
+        if self.pbx.kind == "asterisk":
+            channel = self.names.get(leg, leg)
+            text = self.pbx.asterisk.log_path.read_text(errors="replace")
+            return re.findall(rf'Playback\("{re.escape(channel)}", "([^"]+)"\)', text)
+        return [f for u, f in self.rig.switch.played if u == leg]
+
+    def waited_for_silence(self, leg: str) -> bool:
+        if self.pbx.kind == "asterisk":
+            channel = self.names.get(leg, leg)
+            return f'WaitForSilence("{channel}"' in self.pbx.asterisk.log_path.read_text(errors="replace")
+        return False
+
+    async def settle(self) -> None:
+        await asyncio.sleep(self.pbx.s(0.5))
+
+
 class Pbx:
     """What a scenario needs to know about the PBX under test."""
 
@@ -214,6 +311,10 @@ class Pbx:
 
     async def wait(self, pred: Any, what: str, timeout: float = 20.0) -> None:
         await wait_for(pred, what, timeout=timeout)
+
+    def legs(self, rig: AcdRig) -> Legs:
+        """Port-level outbound helper on a started rig (see :class:`Legs`)."""
+        return Legs(self, rig)
 
 
 @pytest.fixture(params=["asterisk", "freeswitch"])

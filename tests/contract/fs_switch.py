@@ -13,7 +13,23 @@ of the command that caused them, a BACKGROUND_JOB that overtakes its
 Agents behave like the sandbox Asterisk's ``[agents]`` context, keyed by the
 extension in ``loopback/<ext>/agents``: 1XXX/5XXX answer and stay, 2001 rings
 forever, 2002 busy, 2003 congestion, 2004 rejects, 4XXX talk then hang up.
-Customers come in through the driver's outbound-socket server.  An outside
+Customers come in through the driver's outbound-socket server.
+
+Campaign leads are ``loopback/<number>/sandbox-outbound``, like the sandbox
+Asterisk's ``[sandbox-outbound]``: the number's last digit chooses the lead
+(0/7/8/9 a person, 1 busy, 2 never answers, 3 an answering machine, 4 hangs
+up during the greeting, 5 congestion, 6 an invalid number).  The hangup
+causes are the ones the captures carry (USER_BUSY in esl-outbound-sync,
+NORMAL_CLEARING everywhere) or FreeSWITCH's own names for the rest
+(NO_ANSWER at originate_timeout, NORMAL_CIRCUIT_CONGESTION,
+UNALLOCATED_NUMBER), in the captured CHANNEL_HANGUP_COMPLETE headers.  The
+captures hold no mod_avmd event (the 2026-11-29 server had mod_avmd loaded
+but no call ran it): ``avmd::beep`` is built from the captured CUSTOM
+event's header block with the headers mod_avmd.c avmd_fire_event adds
+(Unique-ID, Call-command, Beep-Status DETECTED, Frequency...).  A machine
+beeps ``beep_after`` s after ``avmd <uuid> start``.  ``uuid_transfer
+<uuid> playback:<file>,hangup:<cause> inline`` plays (kept in ``played``)
+for ``play_time`` s, then hangs up.  An outside
 call (:meth:`FsSwitch.outside_call`) is a channel on an agent's device that
 callcenterd did not make: only its channel events tell the driver.
 Position prompts the driver broadcasts are kept in ``broadcasts``.
@@ -100,6 +116,7 @@ class FsDialplan:
 
 CAUSES = {
     "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_ANSWER": 19, "CALL_REJECTED": 21,
+    "UNALLOCATED_NUMBER": 1, "NORMAL_CIRCUIT_CONGESTION": 34,
     "NORMAL_TEMPORARY_FAILURE": 41, "ORIGINATOR_CANCEL": 487, "LOSE_RACE": 502,
     "CHAN_NOT_IMPLEMENTED": 66, "SYSTEM_SHUTDOWN": 501,
 }
@@ -159,6 +176,14 @@ class FsSwitch:
         self.dialplan = FsDialplan()
         self.app_delay = 0.0  # per application on a customer's socket (see FakeOutboundChannel)
         self._sockets: list[CustomerSocket] = []
+        # campaign leads (loopback/<number>/sandbox-outbound)
+        self.avmd_loaded = True  # module_exists mod_avmd (loaded on the 2026-11-29 capture server)
+        self.avmd_commands: list[tuple[str, str]] = []  # (uuid, start|stop)
+        self.beep_after = 0.15  # a machine's greeting, from avmd start to its beep
+        self.lead_talk = 3.0  # a person / machine stays this long, then hangs up
+        self.greeting_hangup = 0.1  # lead 4 hangs up this long after answering
+        self.play_time = 0.1  # a playback's length
+        self.played: list[tuple[str, str]] = []  # (uuid, file) played by uuid_transfer ... inline
 
     async def start(self) -> int:
         return await self.fake.start()
@@ -228,6 +253,8 @@ class FsSwitch:
             if other is not None:
                 other.bridged = ""
                 other.vars.pop("bridge_to", None)
+                if other.vars.get("hangup_after_bridge") == "true" and not other.gone:
+                    asyncio.get_running_loop().call_soon(self.hangup, other, "NORMAL_CLEARING")
                 if other.socket is not None and not other.gone:
                     # the caller's socket app returned when the bridge began:
                     # now it runs the dialplan lines after ``socket``
@@ -376,7 +403,34 @@ class FsSwitch:
         return self.core_uuid.encode()  # no trailing newline, like eval/expr
 
     def _api_module_exists(self, conn: Any, args: str) -> bytes:
-        return b"false"
+        return b"true" if args.strip() == "mod_avmd" and self.avmd_loaded else b"false"
+
+    def _api_avmd(self, conn: Any, args: str) -> bytes:
+        """``avmd <uuid> start|stop`` (mod_avmd.c avmd_api_main)."""
+        if not self.avmd_loaded:
+            return b"-ERR avmd Command not found!\n"
+        argv = args.split()
+        chan = self._chan(argv[0]) if argv else None
+        if chan is None or len(argv) < 2 or argv[1] not in ("start", "stop"):
+            return b"-ERR, no such session or bad command\n"
+        self.avmd_commands.append((chan.uuid, argv[1]))
+        if argv[1] == "start":
+            if chan.vars.get("sandbox_lead") == "machine":
+                loop = asyncio.get_running_loop()
+                chan.timers.append(loop.call_later(self.beep_after, self._beep, chan))
+        return b"+OK\n"
+
+    def _beep(self, chan: Chan) -> None:
+        if chan.gone:
+            return
+        tpl = self._tpl["CUSTOM"]
+        h = {k: v for k, v in tpl.headers.items() if k.startswith(("Event-", "FreeSWITCH-", "Core-UUID"))
+             and not k.startswith("Event-Subclass")}
+        h.update({"Event-Name": "CUSTOM", "Event-Subclass": "avmd::beep", "Core-UUID": self.core_uuid,
+                  "Event-Sequence": self._next(), "Unique-ID": chan.uuid, "Call-command": "avmd",
+                  "Beep-Status": "DETECTED", "Frequency": "1000.000000", "Frequency-variance": "0.000004",
+                  "Amplitude": "0.496063", "Amplitude-variance": "0.000012", "Detection-time": "1420"})
+        self.fake.emit(EslEvent(h, format="json"))
 
     def _chan(self, uuid: str) -> Chan | None:
         chan = self.channels.get(uuid)
@@ -444,7 +498,24 @@ class FsSwitch:
         return b"+OK Message sent\n"
 
     def _api_uuid_transfer(self, conn: Any, args: str) -> bytes:
-        return b"+OK\n" if self._chan(args.split(" ", 1)[0]) else NO_SUCH_CHANNEL
+        argv = fs_separate_string(args, " ")
+        chan = self._chan(argv[0]) if argv else None
+        if chan is None:
+            return NO_SUCH_CHANNEL
+        if len(argv) >= 3 and argv[2] == "inline":
+            # the inline dialplan: app:arg,app:arg (switch_core_standard_on_routing -> inline hunt)
+            apps = [a.partition(":")[::2] for a in fs_separate_string(argv[1], ",")]
+            loop = asyncio.get_running_loop()
+            delay = 0.0
+            for app, arg in apps:
+                if app == "playback":
+                    self.played.append((chan.uuid, arg))
+                    chan.timers.append(loop.call_later(delay, lambda c=chan, a=arg: self.event(
+                        "CHANNEL_EXECUTE", c, Application="playback", **{"Application-Data": a})))
+                    delay += self.play_time
+                elif app == "hangup":
+                    chan.timers.append(loop.call_later(delay, self.hangup, chan, arg or "NORMAL_CLEARING"))
+        return b"+OK\n"
 
     # ------------------------------------------------------------ originate
     def _originate(self, conn: Any, arg: str, job: str) -> None:
@@ -456,6 +527,9 @@ class FsSwitch:
         ext = parts[1] if len(parts) > 2 and parts[0] == "loopback" else ""
         uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
         loop = asyncio.get_running_loop()
+        if ext and parts[2] == "sandbox-outbound":
+            self._lead(conn, job, uuid, ext, variables, ack)
+            return
         if not ext:
             # no channel at all (unknown technology): only the job says so
             ack()
@@ -488,6 +562,55 @@ class FsSwitch:
             chan.timers.append(loop.call_later(timeout, self.hangup, chan, "NO_ANSWER"))
             return
         chan.timers.append(loop.call_later(self.answer_delay, self._answer, chan, ext))
+
+    # ---------------------------------------------------------------- leads
+    LEADS = {"0": "person", "7": "person", "8": "person", "9": "person", "1": "busy", "2": "no-answer",
+             "3": "machine", "4": "greeting-hangup", "5": "congestion", "6": "invalid"}
+
+    def _lead(self, conn: Any, job: str, uuid: str, number: str, variables: dict[str, str], ack: Any) -> None:
+        """A campaign's call to a sandbox lead (see the module docstring)."""
+        kind = self.LEADS.get(number[-1:], "person")
+        chan = Chan(uuid, f"loopback/{number}-a", variables.get("origination_caller_id_number", ""),
+                    variables.get("origination_caller_id_name", ""), number,
+                    vars={**{k.lower(): v for k, v in variables.items()}, "sandbox_lead": kind}, job=(conn, job))
+        self.channels[uuid] = chan
+        loop = asyncio.get_running_loop()
+        if kind == "busy":
+            # as for agent 2002: the job may overtake the reply; USER_BUSY as in esl-outbound-sync
+            chan.gone = True
+            self._job(chan, "-ERR USER_BUSY\n")
+            ack()
+            self.event("CHANNEL_CREATE", chan)
+            self.event("CHANNEL_HANGUP_COMPLETE", chan, **{"Hangup-Cause": "USER_BUSY",
+                                                          "variable_hangup_cause_q850": "17"})
+            return
+        ack()
+        self.event("CHANNEL_CREATE", chan)
+        if kind in ("congestion", "invalid"):
+            cause = "NORMAL_CIRCUIT_CONGESTION" if kind == "congestion" else "UNALLOCATED_NUMBER"
+            chan.timers.append(loop.call_later(self.answer_delay, self.hangup, chan, cause))
+            return
+        if kind == "no-answer":
+            self.event("CHANNEL_PROGRESS", chan)
+            timeout = float(variables.get("originate_timeout", "60"))
+            chan.timers.append(loop.call_later(timeout, self.hangup, chan, "NO_ANSWER"))
+            return
+        chan.timers.append(loop.call_later(self.answer_delay, self._lead_answers, chan, kind))
+
+    def _lead_answers(self, chan: Chan, kind: str) -> None:
+        if chan.gone:
+            return
+        chan.answered = True
+        self.event("CHANNEL_ANSWER", chan)
+        loop = asyncio.get_running_loop()
+        chan.timers.append(loop.call_later(self.job_delay, self._job_done, chan))
+        stay = self.greeting_hangup if kind == "greeting-hangup" else self.lead_talk
+        chan.timers.append(loop.call_later(stay, self._lead_leaves, chan))
+
+    def _lead_leaves(self, chan: Chan) -> None:
+        """The lead hangs up, unless it is talking to an agent (then the agent ends it)."""
+        if not chan.gone and not chan.bridged:
+            self.hangup(chan, "NORMAL_CLEARING")
 
     def _answer(self, chan: Chan, ext: str) -> None:
         if chan.gone:

@@ -10,6 +10,13 @@ How a call moves (dialplan in ``dialplan/asterisk/extensions_callcenterd.conf``)
   caller waits *in Asterisk*, so it survives a restart of callcenterd.
 * An agent leg is an async ``Originate`` into ``[callcenterd-agent]`` with
   ``ChannelId`` = our leg id, so every event about it carries that id.
+* A campaign's customer leg (``role=CUSTOMER``) is an async ``Originate``
+  into ``[callcenterd-outbound]``: ``AMD()`` when ``CC_AMD=1``, its verdict as
+  UserEvent ``CallCenterAmd`` (-> :class:`AmdResult`), then a silent wait for
+  :meth:`bridge` (customer leg as ``leg_a``).  :meth:`play_abandon` and
+  :meth:`leave_message` stamp ``CC_PROMPT`` and Redirect it to
+  ``[callcenterd-outbound-abandon]`` / ``[callcenterd-outbound-machine]``.
+  Only ids, flags and the caller ID go to Asterisk, never lead data.
 * On answer the core asks for :meth:`bridge`; we mark both legs
   ``CC_CONNECTED=1`` and send the AMI ``Bridge`` action.
 * On reconnect, :meth:`snapshot` lists held callers from ``Status`` (with
@@ -41,6 +48,7 @@ from callcenterd.pbx.api import (
     DeviceStatus,
     HoldSpec,
     LegAnswered,
+    LegRole,
     LiveAgentLeg,
     OriginateRequest,
     PbxDown,
@@ -49,6 +57,7 @@ from callcenterd.pbx.api import (
     PbxUp,
     Timeout,
     WaitingCall,
+    check_prompt,
     check_safe,
     clean_caller_text,
     escape_caller_text,
@@ -91,6 +100,9 @@ class AmiControl(Protocol):
 class AsteriskContexts:
     hold: str = "callcenterd-hold"
     agent: str = "callcenterd-agent"
+    outbound: str = "callcenterd-outbound"  # a campaign's customer leg: AMD, then wait for the bridge
+    abandon: str = "callcenterd-outbound-abandon"  # play ${CC_PROMPT}, hang up
+    machine: str = "callcenterd-outbound-machine"  # wait for the beep/silence, play ${CC_PROMPT}, hang up
 
 
 def _caller_id_header(cid: CallerId) -> str:
@@ -124,11 +136,15 @@ class AsteriskDriver:
         *,
         contexts: AsteriskContexts = AsteriskContexts(),
         agent_wait: int = 30,
+        customer_wait: int = 30,
+        beep_wait: int = 20,
     ) -> None:
         self.node = node
         self._emit = emit
         self._contexts = contexts
         self._agent_wait = agent_wait
+        self._customer_wait = customer_wait
+        self._beep_wait = beep_wait
         self._ami: AmiControl | None = None
         self._translator = AmiTranslator()
         self._agi_calls: dict[str, tuple[Any, asyncio.Future[None]]] = {}
@@ -365,11 +381,20 @@ class AsteriskDriver:
         return self._ami
 
     async def originate(self, request: OriginateRequest) -> None:
+        """An async ``Originate`` with ``ChannelId`` = our leg id.
+
+        An agent leg goes to ``[callcenterd-agent]``; a campaign's customer
+        leg (``role=CUSTOMER``) to ``[callcenterd-outbound]``, which runs
+        ``AMD()`` when ``CC_AMD=1`` (reported by its ``CallCenterAmd``
+        UserEvent) and then waits ``CC_CUSTOMER_WAIT`` s, answered and
+        silent, for :meth:`bridge`.  A customer leg carries only ids and
+        flags (plain tokens, see OriginateRequest) and the caller ID."""
         ami = self._control()
         aid = f"cc-orig-{request.leg_id}"
+        customer = request.role is LegRole.CUSTOMER
         headers: list[tuple[str, str]] = [
             ("Channel", request.endpoint),
-            ("Context", self._contexts.agent),
+            ("Context", self._contexts.outbound if customer else self._contexts.agent),
             ("Exten", "s"),
             ("Priority", "1"),
             ("Timeout", str(int(request.ring_timeout * 1000))),
@@ -380,7 +405,11 @@ class AsteriskDriver:
         cid = _caller_id_header(request.caller_id)
         if cid:
             headers.append(("CallerID", cid))
-        variables = {"CC_CALL_ID": request.call_id, "CC_AGENT_WAIT": str(self._agent_wait)}
+        if customer:
+            variables = {"CC_CALL_ID": request.call_id, "CC_ROLE": "customer", "CC_AMD": "1" if request.amd else "0",
+                         "CC_CUSTOMER_WAIT": str(self._customer_wait)}
+        else:
+            variables = {"CC_CALL_ID": request.call_id, "CC_AGENT_WAIT": str(self._agent_wait)}
         variables.update(request.variables)
         for name, value in variables.items():
             headers.append(("Variable", f"{check_safe(name, 'variable name')}={check_safe(value, name)}"))
@@ -397,8 +426,30 @@ class AsteriskDriver:
             self._translator.originate_refused(aid)
             raise
 
+    async def play_abandon(self, leg_id: str, prompt: str) -> None:
+        """``CC_PROMPT`` on the customer leg, then a Redirect to
+        ``[callcenterd-outbound-abandon]``: Playback, Hangup."""
+        await self._outbound_to(leg_id, prompt, self._contexts.abandon)
+
+    async def leave_message(self, leg_id: str, prompt: str) -> None:
+        """``CC_PROMPT`` on the customer leg, then a Redirect to
+        ``[callcenterd-outbound-machine]``: WaitForSilence (the rest of the
+        greeting and the beep), Playback, Hangup."""
+        await self._outbound_to(leg_id, prompt, self._contexts.machine)
+
+    async def _outbound_to(self, leg_id: str, prompt: str, context: str) -> None:
+        ami = self._control()
+        channel = self._translator.known_channel(leg_id)
+        if channel is None:
+            raise CommandFailed(f"no channel name known for leg {leg_id}")
+        check_prompt(prompt)
+        # one Setvar per variable, pipelined before the Redirect (in order on one session)
+        await self._setvars(ami, leg_id, {"CC_PROMPT": prompt, "CC_BEEP_WAIT": str(self._beep_wait)})
+        await ami.action("Redirect", [("Channel", channel), ("Context", context), ("Exten", "s"), ("Priority", "1")])
+
     async def bridge(self, leg_a: str, leg_b: str) -> None:
-        """Bridge a held caller (``leg_a``) with an answered agent leg."""
+        """Bridge a held caller, or a campaign's answered customer leg
+        (``leg_a``) with an answered agent leg."""
         ami = self._control()
         arriving = self._arriving.get(leg_a)
         if arriving is not None:

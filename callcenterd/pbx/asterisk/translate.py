@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from callcenterd.pbx.api import (
+    AmdResult,
+    AmdVerdict,
     Bridged,
     DeviceState,
     DeviceStatus,
@@ -40,6 +42,13 @@ _REASON_OUTCOME = {
     3: Outcome.NO_ANSWER,
     5: Outcome.BUSY,
     8: Outcome.CONGESTION,
+}
+
+# app_amd.c AMDSTATUS values (HANGUP is left to the leg's Hangup)
+_AMD_VERDICTS = {
+    "HUMAN": AmdVerdict.HUMAN,
+    "MACHINE": AmdVerdict.MACHINE,
+    "NOTSURE": AmdVerdict.NOTSURE,
 }
 
 # devicestate.c ast_devstate_str()
@@ -82,6 +91,7 @@ class _Leg:
     reason_zero: bool = False  # OriginateResponse said Reason 0; the Hangup will say why
     ended: bool = False
     bridge: str = ""
+    amd_reported: bool = False
 
 
 @dataclass(slots=True)
@@ -314,6 +324,22 @@ class AmiTranslator:
             return []
         return [Dtmf(uid, msg.get("Digit") or "")]
 
+    def _user_event(self, msg: AmiMessage) -> list[PbxEvent]:
+        """``UserEvent(CallCenterAmd,AmdStatus: ${AMDSTATUS},AmdCause: ${AMDCAUSE})``
+        from [callcenterd-outbound] -> :class:`AmdResult` (once per leg)."""
+        if msg.get("UserEvent") != "CallCenterAmd":
+            return []
+        uid = msg.get("Uniqueid") or ""
+        leg = self.legs.get(uid)
+        if leg is None or leg.ended or leg.amd_reported:
+            return []
+        status = (msg.get("AmdStatus") or "").strip().upper()
+        if status == "HANGUP":  # the callee hung up during the analysis: LegHungUp says it
+            return []
+        leg.amd_reported = True
+        verdict = _AMD_VERDICTS.get(status, AmdVerdict.NOTSURE)
+        return [AmdResult(uid, verdict, (msg.get("AmdCause") or "").strip())]
+
     def _device_state(self, msg: AmiMessage) -> list[PbxEvent]:
         return [DeviceState(msg.get("Device") or "", device_status(msg.get("State") or ""))]
 
@@ -328,4 +354,5 @@ class AmiTranslator:
         "BridgeLeave": _bridge_leave,
         "DTMFEnd": _dtmf_end,
         "DeviceStateChange": _device_state,
+        "UserEvent": _user_event,
     }

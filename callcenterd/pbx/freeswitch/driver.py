@@ -15,6 +15,11 @@ How a call moves (dialplan in ``dialplan/freeswitch/callcenterd.xml``):
   parked, still hearing the music, whether callcenterd runs or not;
 * an agent leg is ``bgapi originate {origination_uuid=<leg id>,...}<endpoint>
   &park()``: every event about it carries our leg id;
+* a campaign's customer leg is the same originate with ``cc_role=customer``
+  and ``hangup_after_bridge=true``; with AMD on, ``avmd <uuid> start`` once
+  it answers: a beep is MACHINE, no beep within ``amd_window`` s HUMAN.
+  :meth:`play_abandon` / :meth:`leave_message` run ``uuid_transfer <uuid>
+  playback:<prompt>,hangup:NORMAL_CLEARING inline`` (the latter after the beep);
 * on answer the core asks for :meth:`bridge`: ``cc_connected=1`` on the
   caller, then ``uuid_bridge caller agent``.  An agent leg lives as long as
   its channel events say, whatever its originate job reports: a bridge that
@@ -78,6 +83,7 @@ from callcenterd.pbx.api import (
     ConnectionLost,
     DeviceStatus,
     HoldSpec,
+    LegRole,
     LiveAgentLeg,
     OriginateRequest,
     PbxDown,
@@ -86,6 +92,7 @@ from callcenterd.pbx.api import (
     PbxUp,
     UnsafeValue,
     WaitingCall,
+    check_prompt,
     check_safe,
     format_skills,
     parse_skills,
@@ -135,7 +142,13 @@ EVENTS = (
     "DTMF",
     "BACKGROUND_JOB",
 )
-AVMD_EVENTS = ("CUSTOM", "avmd::beep", "avmd::timeout")
+AVMD_EVENTS = ("CUSTOM", "avmd::beep", "avmd::stop", "avmd::timeout")
+#: mod_avmd hears beeps, not people: an answered customer leg with AMD on
+#: and no beep within this many seconds is reported HUMAN (see README).
+AMD_WINDOW = 5.0
+#: How long :meth:`FreeswitchDriver.leave_message` waits for the beep
+#: before it plays the message anyway.
+BEEP_WAIT = 20.0
 
 #: Variables stamped on a held caller (FreeSWITCH variable names are
 #: case-insensitive: switch_event_get_header uses strcasecmp).
@@ -244,6 +257,9 @@ class FreeswitchDriver:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         announce: Sequence[str] = ANNOUNCE,
+        amd_window: float = AMD_WINDOW,
+        beep_wait: float = BEEP_WAIT,
+        customer_wait: int = 30,
     ) -> None:
         self.node = node
         self._emit = emit
@@ -252,6 +268,11 @@ class FreeswitchDriver:
         self._clock = clock
         self._monotonic = monotonic
         self._announce = tuple(check_safe(a, "announcement") for a in announce)
+        #: seconds without a beep after which an AMD leg is HUMAN
+        self.amd_window = amd_window
+        self.beep_wait = beep_wait
+        self._customer_wait = customer_wait
+        self._beeps: dict[str, asyncio.Event] = {}  # customer legs with AMD -> set at the beep
         self._esl: EslControl | None = None
         self._translator = FsTranslator()
         self._devices = FsDevices()
@@ -319,6 +340,11 @@ class FreeswitchDriver:
             self._emit(event)
         if ev.name == "CHANNEL_HANGUP_COMPLETE":
             self._unhold(ev.uuid)
+            beep = self._beeps.pop(ev.uuid, None)
+            if beep is not None:
+                beep.set()  # nobody to leave a message to any more
+        elif ev.name == "CUSTOM" and ev.subclass == "avmd::beep" and ev.uuid in self._beeps:
+            self._beeps[ev.uuid].set()
 
     # -------------------------------------------------- outbound socket calls
     async def on_outbound_call(self, call: Any) -> None:
@@ -399,8 +425,17 @@ class FreeswitchDriver:
         return _check_ok(await self._control().api(cmd), what or cmd.split(" ", 1)[0])
 
     async def originate(self, request: OriginateRequest) -> None:
+        """``bgapi originate {origination_uuid=<leg id>,...}<endpoint> &park()``.
+
+        Every value goes through :func:`esl_originate_vars` (quoted so that a
+        ``,`` ``'`` ``{`` ``}`` cannot end it or add a variable; ``${`` and
+        CR/LF refused).  A campaign's customer leg (``role=CUSTOMER``) also
+        carries ``cc_role=customer`` and ``hangup_after_bridge=true``; when
+        it answers with ``amd`` on, mod_avmd is started on it (the verdict
+        comes as :class:`AmdResult`, see :meth:`_start_amd`)."""
         esl = self._control()
         ring = max(1, math.ceil(request.ring_timeout))
+        customer = request.role is LegRole.CUSTOMER
         variables: dict[str, str] = {
             "origination_uuid": request.leg_id,
             "cc_call_id": request.call_id,
@@ -409,6 +444,11 @@ class FreeswitchDriver:
             "originate_timeout": str(ring),
             "ignore_early_media": "true",
         }
+        if customer:
+            # park_timeout (switch_ivr_park): an answered lead nobody bridges,
+            # plays to or hangs up (callcenterd died) does not stay parked for ever
+            variables.update({"cc_role": "customer", "hangup_after_bridge": "true",
+                              "park_timeout": str(int(self._customer_wait))})
         for name, value in request.variables.items():
             variables.setdefault(name.lower(), value)
         endpoint = check_safe(request.endpoint, "endpoint")
@@ -417,10 +457,13 @@ class FreeswitchDriver:
         dial = esl_originate_vars(variables) + endpoint
         command = f"originate {esl_quote_arg(dial)} &park()"
         self._translator.originating(request.leg_id)
+        if customer and request.amd:
+            self._beeps[request.leg_id] = asyncio.Event()
         try:
             job = await esl.bgapi_start(command)
         except BaseException:
             self._translator.originate_refused(request.leg_id)
+            self._beeps.pop(request.leg_id, None)
             raise
         task = asyncio.create_task(self._await_job(request.leg_id, job, ring + JOB_MARGIN, request.amd),
                                    name=f"fs-originate-{request.leg_id}")
@@ -439,17 +482,66 @@ class FreeswitchDriver:
             return  # PbxDown covers it: the core withdraws legs ringing there
         for event in self._translator.job_result(leg_id, ev.body):
             self._emit(event)
+        if not self._translator.tracked(leg_id):
+            self._beeps.pop(leg_id, None)
         if amd and self._translator.answered(leg_id):
             await self._start_amd(leg_id)
 
     async def _start_amd(self, leg_id: str) -> None:
+        """``avmd <uuid> start`` on an answered leg.  A beep is MACHINE (the
+        translator); no beep within :attr:`amd_window` s is HUMAN; without
+        mod_avmd (or when it fails to start) the verdict is NOTSURE at once,
+        so the core never waits for a verdict that cannot come."""
         if not self.avmd:
             log.info("fs.amd_unavailable", leg=leg_id, hint="load mod_avmd (see dialplan/freeswitch/README.md)")
+            self._emit_all(self._translator.amd_unavailable(leg_id))
             return
         try:
-            await self._api(f"avmd {leg_id} start", "avmd")
+            await self._api(f"avmd {self._uuid(leg_id)} start", "avmd")
         except (CommandFailed, ConnectionLost, Timeout) as exc:
             log.warning("fs.amd_start_failed", leg=leg_id, error=str(exc))
+            self._emit_all(self._translator.amd_unavailable(leg_id))
+            return
+        beep = self._beeps.get(leg_id)
+        if beep is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(beep.wait()), self.amd_window)
+        events = self._translator.amd_window_over(leg_id)
+        self._emit_all(events)
+        if events:  # a person: stop listening for beeps in the conversation
+            with contextlib.suppress(CommandFailed, ConnectionLost, Timeout, UnsafeValue):
+                await self._api(f"avmd {self._uuid(leg_id)} stop", "avmd")
+
+    def _emit_all(self, events: Sequence[PbxEvent]) -> None:
+        for event in events:
+            self._emit(event)
+
+    async def play_abandon(self, leg_id: str, prompt: str) -> None:
+        """The abandon message, then hang up: ``uuid_transfer <uuid>
+        playback:<prompt>,hangup:NORMAL_CLEARING inline`` (one command: the
+        inline dialplan runs both apps in order, whatever callcenterd does
+        meanwhile; the prompt is a checked file name, so it holds no ``,``
+        or ``:`` the inline dialplan would split on)."""
+        await self._play_then_hang_up(leg_id, prompt)
+
+    async def leave_message(self, leg_id: str, prompt: str) -> None:
+        """Wait for mod_avmd's beep (at most :attr:`beep_wait` s; at once
+        when it was heard already), then play ``prompt`` and hang up."""
+        check_prompt(prompt)
+        beep = self._beeps.get(leg_id)
+        if beep is not None and not self._translator.beeped(leg_id):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(beep.wait()), self.beep_wait)
+        if not self._translator.tracked(leg_id):
+            raise CommandFailed(f"leg {leg_id} hung up before the message")
+        await self._play_then_hang_up(leg_id, prompt)
+
+    async def _play_then_hang_up(self, leg_id: str, prompt: str) -> None:
+        uuid = self._uuid(leg_id)
+        check_prompt(prompt)
+        self._beeps.pop(leg_id, None)
+        await self._api(f"uuid_transfer {uuid} playback:{prompt},hangup:NORMAL_CLEARING inline", "uuid_transfer")
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         """Bridge a held caller (``leg_a``) with an answered agent leg.

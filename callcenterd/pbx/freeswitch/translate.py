@@ -177,6 +177,8 @@ class _Leg:
     we_hung_up: bool = False
     ended: bool = False  # LegHungUp reported; a late duplicate is swallowed
     other: str = ""  # bridged to
+    amd_done: bool = False  # an AmdResult was reported (one per leg)
+    beeped: bool = False  # mod_avmd heard a beep on it
 
 
 @dataclass(slots=True)
@@ -348,15 +350,46 @@ class FsTranslator:
         return [Dtmf(ev.uuid, digit)] if digit else []
 
     def _custom(self, ev: EslEventLike) -> list[PbxEvent]:
-        # mod_avmd fires CUSTOM avmd::beep when it hears a voicemail beep
-        # (mod_avmd.c AVMD_EVENT_BEEP); avmd::timeout when it gave up.
-        if ev.uuid not in self.legs:
+        """mod_avmd's events (mod_avmd.c avmd_fire_event): ``avmd::beep``
+        (``Beep-Status: DETECTED``) when it hears a voicemail beep -> MACHINE;
+        ``avmd::stop`` / ``avmd::timeout`` without a beep -> NOTSURE.  One
+        verdict per leg: a beep after the verdict (see :meth:`amd_window_over`)
+        is only remembered, for :meth:`beeped`."""
+        leg = self.legs.get(ev.uuid)
+        if leg is None or leg.ended:
             return []
         if ev.subclass == "avmd::beep":
-            return [AmdResult(ev.uuid, AmdVerdict.MACHINE, "beep")]
-        if ev.subclass == "avmd::timeout":
-            return [AmdResult(ev.uuid, AmdVerdict.NOTSURE, "timeout")]
+            leg.beeped = True
+            return self._verdict(ev.uuid, leg, AmdVerdict.MACHINE, "beep")
+        if ev.subclass == "avmd::timeout" or (
+                ev.subclass == "avmd::stop" and (ev.get("Beep-Status") or "").upper() == "NOTDETECTED"):
+            return self._verdict(ev.uuid, leg, AmdVerdict.NOTSURE, "timeout")
         return []
+
+    def _verdict(self, leg_id: str, leg: _Leg, verdict: AmdVerdict, cause: str) -> list[PbxEvent]:
+        if leg.amd_done:
+            return []
+        leg.amd_done = True
+        return [AmdResult(leg_id, verdict, cause)]
+
+    def amd_window_over(self, leg_id: str) -> list[PbxEvent]:
+        """No beep within the AMD window of an answered leg: HUMAN (mod_avmd
+        only ever hears beeps; see dialplan/freeswitch/README.md)."""
+        leg = self.legs.get(leg_id)
+        if leg is None or leg.ended or not leg.answered:
+            return []
+        return self._verdict(leg_id, leg, AmdVerdict.HUMAN, "no-beep")
+
+    def amd_unavailable(self, leg_id: str) -> list[PbxEvent]:
+        """AMD asked for but mod_avmd is not loaded: NOTSURE at once."""
+        leg = self.legs.get(leg_id)
+        if leg is None or leg.ended:
+            return []
+        return self._verdict(leg_id, leg, AmdVerdict.NOTSURE, "avmd-unavailable")
+
+    def beeped(self, leg_id: str) -> bool:
+        leg = self.legs.get(leg_id)
+        return leg is not None and leg.beeped
 
     _handlers = {
         "CHANNEL_CREATE": _create,
