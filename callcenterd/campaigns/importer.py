@@ -401,7 +401,8 @@ def _read(
     region = mapping.default_region
     total = path.stat().st_size
     with open(path, encoding=codec, newline="") as fh:
-        reader = csv.reader(fh, delimiter=mapping.delimiter)
+        # strict: an unclosed quote is an error, not the rest of the file swallowed into one name
+        reader = csv.reader(fh, delimiter=mapping.delimiter, strict=True)
         last = 0
         header: list[str] | None = None
         try:
@@ -425,7 +426,10 @@ def _read(
             except StopIteration:
                 break
             except csv.Error as exc:
-                raise ListError(path, last + 1, f"CSV syntax error: {exc}") from None
+                line, last = last + 1, reader.line_num
+                result.read += 1
+                report.add(line, "", _csv_reason(exc))
+                continue
             line, last = last + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line
@@ -443,6 +447,15 @@ def _read(
             raise ListError(path, header_line, "the file has a header but no rows")
         if progress is not None:
             progress("read", total, total)
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return "a quote is never closed: the rest of the file would be one field"
+    if "expected after" in text:
+        return f"CSV syntax error: {text} (a quote inside a quoted field must be doubled: \"\")"
+    return f"CSV syntax error: {text}"
 
 
 def _validate(

@@ -235,6 +235,21 @@ def test_clean_import_writes_no_report(write, tmp_path):
     assert result.committed and not report.exists() and result.errors_file is None
 
 
+def test_unclosed_quote_is_a_row_error_not_a_swallowed_file(write):
+    path = write('phone,name\n2025550123,Ann\n2025550124,"Bob\n2025550125,Cy\n')
+    result, store = run(path)
+    assert result.errors == [RowError(3, "", "a quote is never closed: the rest of the file would be one field")]
+    assert not result.committed and store.leads == {}
+
+
+def test_stray_quote_is_a_row_error_and_reading_goes_on(write):
+    path = write('phone,name\n2025550123,"Ann" Lee\n2025550124,Bob\n')
+    result, store = run(path, skip_bad=True)
+    assert [(e.line, e.column) for e in result.errors] == [(2, "")]
+    assert "must be doubled" in result.errors[0].reason
+    assert list(store.leads) == ["+12025550124"]
+
+
 def test_overlong_name_is_a_row_error(write):
     result, _ = run(write(f"phone,name\n2025550123,{'x' * 300}\n"))
     assert result.errors == [RowError(2, "name", "longer than 256 characters")]
@@ -451,3 +466,21 @@ def test_cli_unknown_campaign_exit_2(setup):
     path.write_text("phone\n2025550123\n")
     code, _, _, err = cli(setup, "autumn", str(path))
     assert code == 2 and "unknown campaign 'autumn' (campaigns: spring)" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_cli_shows_a_progress_bar_on_a_terminal(setup):
+    path = setup / "leads.csv"
+    path.write_text("phone,Account\n2025550123,A1\n")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config", default=str(setup / "callcenterd.yaml"))
+    add_load_arguments(parser)
+    store, err = MemoryStore(), Terminal()
+    code = run_campaign_load(parser.parse_args(["spring", str(path)]), sink=store.sink, stdout=io.StringIO(),
+                             stderr=err)
+    assert code == 0
+    assert "reading" in err.getvalue() and "storing" in err.getvalue()
