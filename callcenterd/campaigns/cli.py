@@ -110,6 +110,8 @@ def run_campaign_load(
     finally:
         if bar is not None:
             bar.close()
+    if result.errors_file is None and args.errors is None and errors_path.exists():
+        errors_path.unlink()  # our own report of an earlier run of this list: stale now
     _summary(result, args.campaign, out, err)
     return EXIT_OK if result.committed else EXIT_FAILURE
 

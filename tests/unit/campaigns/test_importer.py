@@ -444,6 +444,15 @@ def test_cli_bad_rows_exit_1_and_write_the_report_beside_the_list(setup):
     assert "nothing imported" in err and "--skip-bad" in err
 
 
+def test_cli_clean_reload_removes_the_stale_default_report(setup):
+    path = setup / "leads.csv"
+    path.write_text("phone,Account\n2025550123,A1\nnope,A2\n")
+    assert cli(setup, "spring", str(path))[0] == 1 and default_errors_path(path).exists()
+    path.write_text("phone,Account\n2025550123,A1\n")
+    assert cli(setup, "spring", str(path))[0] == 0
+    assert not default_errors_path(path).exists()
+
+
 def test_cli_skip_bad_and_explicit_report_path(setup):
     path = setup / "leads.csv"
     path.write_text("phone,Account\n2025550123,A1\nnope,A2\n")
