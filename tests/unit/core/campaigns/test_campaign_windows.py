@@ -2,7 +2,7 @@
 (epoch seconds built from UTC), plus hypothesis properties against an
 independent local-time check and a brute-force minute scan."""
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
