@@ -1,8 +1,8 @@
 """The abandonment ledger (24 h and 30 days) and the minimum ring time."""
 
 import pytest
-
 from campaign_rig import Clock, spec
+
 from callcenterd.core.campaigns.compliance import (
     AbandonLedger,
     may_hang_up_ringing,

@@ -1,10 +1,8 @@
 """The campaign dialer's rules, one by one, with a fake clock."""
 
-from dataclasses import replace
-
 import pytest
-
 from campaign_rig import LA, NY, Clock, dialer, dials, lead, of, pool, spec, utc
+
 from callcenterd.core.campaigns import commands as c
 from callcenterd.core.campaigns.compliance import AbandonLedger
 from callcenterd.core.campaigns.dialer import (

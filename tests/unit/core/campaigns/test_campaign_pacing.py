@@ -1,8 +1,8 @@
 """Preview, progressive and power pacing, and the limits every pacer obeys."""
 
 import pytest
-
 from campaign_rig import spec
+
 from callcenterd.core.campaigns.model import DialMode
 from callcenterd.core.campaigns.pacing import (
     Pacer,

@@ -1,8 +1,8 @@
 """Retry rules, attempt caps and dispositions on a lead."""
 
 import pytest
-
 from campaign_rig import lead, spec
+
 from callcenterd.core.campaigns.model import AttemptOutcome as O
 from callcenterd.core.campaigns.model import Disposition, LeadState, RetryRule
 from callcenterd.core.campaigns.retry import (
