@@ -15,7 +15,8 @@ Decisions:
 * an unknown zone name is never callable, for the same reason.
 * ``windows=None`` means the default window, 08:00-21:00 every day.
 * a window is [start, end): 21:00 is outside a window that ends at 21:00.
-  An end of 00:00 means midnight (the end of the day); a window with
+  An end of 00:00 or ``time.max`` (the config's "24:00") means the end of
+  the day; a window with
   ``end <= start`` otherwise covers nothing (windows never cross midnight).
 """
 
@@ -66,7 +67,7 @@ def _closed(windows: CallingWindows, d: date) -> bool:
 
 
 def _in_day_window(w: DayWindow, t: time) -> bool:
-    if w.end == _MIDNIGHT:
+    if w.end == _MIDNIGHT or w.end == time.max:
         return t >= w.start
     return w.start <= t < w.end
 

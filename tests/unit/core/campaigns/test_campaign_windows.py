@@ -61,6 +61,9 @@ def test_a_window_ending_at_midnight_runs_to_the_end_of_the_day():
     w = every_day(time(18), time(0))
     assert may_call(w, [LONDON], utc(2024, 1, 10, 23, 59, 59))
     assert not may_call(w, [LONDON], utc(2024, 1, 11, 0, 0, 0))
+    w24 = every_day(time(18), time.max)  # the campaign file's "24:00"
+    assert may_call(w24, [LONDON], utc(2024, 1, 10, 23, 59, 59, 999999))
+    assert not may_call(w24, [LONDON], utc(2024, 1, 11, 0, 0, 0))
 
 
 def test_a_calendar_with_no_hour_has_no_opening():
