@@ -407,9 +407,9 @@ class CampaignDialer:
     def _hang_up_ringing(self, now: float) -> list[c.CampaignCommand]:
         out: list[c.CampaignCommand] = []
         for att in self._live.values():
-            if att.answered_at is not None or att.hangup_sent:
-                continue
-            if may_hang_up_ringing(self.spec, att.ringing_since or att.started_at, now):
+            if att.answered_at is not None or att.hangup_sent or att.ringing_since is None:
+                continue  # a leg not reported ringing ends by the PBX's ring timeout (>= min_ring)
+            if may_hang_up_ringing(self.spec, att.ringing_since, now):
                 att.hangup_sent = True
                 out.append(c.HangupAttempt(att.attempt_id))
         return out

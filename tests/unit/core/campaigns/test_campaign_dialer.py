@@ -208,6 +208,24 @@ def test_stop_hangs_up_a_ringing_leg_only_after_the_minimum_ring():
     assert of(d.tick(pool(ready=["a1"])), c.HangupAttempt) == []  # once
 
 
+def test_stop_leaves_a_leg_never_reported_ringing_to_the_pbx_ring_timeout():
+    d, clock = dialer(min_ring=15)
+    dial_one(d)
+    clock.advance(60)
+    assert of(d.stop(), c.HangupAttempt) == []
+
+
+def test_the_minimum_ring_counts_from_the_ringing_not_the_dial():
+    d, clock = dialer(min_ring=15)
+    dl = dial_one(d)
+    clock.advance(10)
+    d.leg_ringing(dl.attempt_id)
+    clock.advance(14)
+    assert of(d.stop(), c.HangupAttempt) == []
+    clock.advance(1)
+    assert of(d.tick(pool()), c.HangupAttempt) == [c.HangupAttempt(dl.attempt_id)]
+
+
 def test_a_dial_asks_the_pbx_to_ring_at_least_the_minimum():
     d, _ = dialer(ring_timeout=8, min_ring=15)
     assert dial_one(d).ring_timeout == 15

@@ -9,7 +9,8 @@ across calling windows, against the dialer's invariants:
 * never more lines up than max_lines;
 * no Dial for a lead the store holds as DONE, DNC or DIALLING;
 * a guarded (recently dropped) lead is dialled only with an agent reserved;
-* no Dial by a tick while every agent is paused or logged out, nor while paused or stopped.
+* no Dial by a tick while every agent is paused or logged out, nor while paused or stopped;
+* a leg not answered is never hung up before it has rung min_ring.
 
 A fake store applies UpdateLead and offers leads with their attempt times.
 """
@@ -83,6 +84,8 @@ class DialerMachine(RuleBasedStateMachine):
         self.recorded = set()
         self.live = {}  # attempt id -> lead id
         self.connected = set()  # attempt ids connected to an agent (disposition possible)
+        self.ringing = {}  # attempt id -> first ringing report
+        self.answered = set()
         self.pool = PoolView()
         self.running = True
 
@@ -117,6 +120,9 @@ class DialerMachine(RuleBasedStateMachine):
                     assert self.pool.active(), "Dial with no active agent"
                 self.live[aid] = lid
                 assert len(self.live) <= self.spec.max_lines
+            elif isinstance(x, c.HangupAttempt) and x.attempt_id not in self.answered:
+                since = self.ringing.get(x.attempt_id)
+                assert since is not None and self.clock.t - since >= self.spec.min_ring, "hung up before min_ring"
             elif isinstance(x, c.CloseAttempt):
                 self.live.pop(x.attempt_id)
 
@@ -163,8 +169,10 @@ class DialerMachine(RuleBasedStateMachine):
         aid = data.draw(st.sampled_from(sorted(self.live)))
         d = self.d
         if event == "ringing":
+            self.ringing.setdefault(aid, self.clock.t)
             out = d.leg_ringing(aid)
         elif event == "answered":
+            self.answered.add(aid)
             out = d.leg_answered(aid)
         elif event in ("human", "machine"):
             out = d.amd_result(aid, event)
