@@ -95,6 +95,8 @@ class CallCenter:
         # node -> when we last heard from it before it went down: calls lost
         # in a PBX restart end there, not at the reconnect
         self._lost_sight: dict[str, float] = {}
+        # the campaigns (wiring sets it): they follow their customer legs
+        self.outbound: Any = None
 
     # ------------------------------------------------------------- inputs
     def emit(self, event: PbxEvent | OfferLost) -> None:
@@ -109,14 +111,19 @@ class CallCenter:
         """Receive every fact (live status, tests)."""
         self._listeners.append(listener)
 
-    def control(self, method: str, *args: Any) -> None:
+    def control(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Run an agent-control input (login, pause...) on the ACD now.
 
         Raises what the ACD raises (UnknownAgent...), before any output.
         """
-        outputs = getattr(self.acd, method)(*args)
+        outputs = getattr(self.acd, method)(*args, **kwargs)
         self._process(outputs)
         self._wake.set()
+
+    def record_facts(self, *outputs: Any) -> None:
+        """Facts (and commands) from another part of the core, e.g. the
+        campaigns: recorded and executed like the ACD's own."""
+        self._process(list(outputs))
 
     # --------------------------------------------------------------- loop
     async def run(self) -> None:
@@ -153,6 +160,9 @@ class CallCenter:
     def dispatch(self, event: PbxEvent) -> None:
         """Feed one PBX event into the core and act on what it says."""
         acd = self.acd
+        outbound = self.outbound
+        if outbound is not None and outbound.owns(getattr(event, "leg_id", None)):
+            outbound.on_event(event)  # and the ACD too, once the person waits for an agent
         try:
             if isinstance(event, CallArrived):
                 outputs = self._arrived(event)

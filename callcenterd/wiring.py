@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import structlog
 
@@ -99,6 +99,7 @@ class Runtime:
     store: Any = None
     api: Any = None
     saved_agents: dict[str, Any] = field(default_factory=dict)
+    campaigns: Any = None  # callcenterd.campaigns.service.CampaignService, when campaigns are configured
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     failed: asyncio.Event = field(default_factory=asyncio.Event)  # set if the core dies
 
@@ -119,6 +120,8 @@ class Runtime:
         core = asyncio.create_task(self.center.run(), name="core")
         core.add_done_callback(self._core_ended)
         self.tasks.append(core)
+        if self.campaigns is not None:
+            await self.campaigns.start()
         for sup in self.supervisors:
             sup.start()
         if self.api is not None:
@@ -140,6 +143,8 @@ class Runtime:
             await self.api.stop()
         for server in self.call_servers:
             await server.close()
+        if self.campaigns is not None:
+            await self.campaigns.stop()  # no new line; lines up stay with the PBX
         await self.center.drain(SHUTDOWN_GRACE)
         for sup in self.supervisors:
             await sup.stop()
@@ -152,8 +157,10 @@ class Runtime:
             await self.store.close()
 
 
-async def build(config: Config, *, clock: Callable[[], float] = time.time, with_api: bool = True) -> Runtime:
-    """Build the runtime for ``config`` (nothing is started yet)."""
+async def build(config: Config, campaigns: Mapping[str, Any] | None = None, *,
+                clock: Callable[[], float] = time.time, with_api: bool = True) -> Runtime:
+    """Build the runtime for ``config`` and its validated ``campaigns``
+    (``load_campaigns``); nothing is started yet."""
     from callcenterd.cdr.sink import CdrSink
     from callcenterd.core.acd.engine import Acd
     from callcenterd.core.journeys.builder import JourneyBuilder
@@ -216,13 +223,31 @@ async def build(config: Config, *, clock: Callable[[], float] = time.time, with_
             if hasattr(driver, "devices"):
                 driver.devices.add(key(spec.device))
 
+    # --- outbound campaigns: dialers on the same ACD, store and drivers
+    if campaigns:
+        runtime.campaigns = _build_campaigns(runtime, campaigns, clock)
+
     # --- agent control API
     if with_api and config.api.has_token:
         from callcenterd.api.http import ApiServer, build_app
 
-        app = build_app(AcdControl(center), config.api.resolve_token().get_secret_value())
+        app = build_app(AcdControl(center), config.api.resolve_token().get_secret_value(), runtime.campaigns)
         runtime.api = ApiServer(app, config.api.host, config.api.port)
     return runtime
+
+
+def _build_campaigns(runtime: Runtime, campaigns: Mapping[str, Any], clock: Callable[[], float]) -> Any:
+    from callcenterd.campaigns.service import CampaignService
+    from callcenterd.config.errors import ConfigError
+    from callcenterd.store.campaigns import CampaignStore
+
+    if runtime.store is None:
+        raise ConfigError(["campaigns need the store (store.backend: sqlite): leads and attempts live there"])
+    service = CampaignService(campaigns, CampaignStore(runtime.store), runtime.center,
+                              clock=clock, new_id=lambda: uuid.uuid4().hex)
+    runtime.center.outbound = service
+    runtime.center.add_listener(service.on_fact)
+    return service
 
 
 def _build_asterisk(runtime: Runtime, node: str, spec: AsteriskNode) -> None:
@@ -296,11 +321,11 @@ class AcdControl:
         return self._center.acd.waiting_view()
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, campaigns: Mapping[str, Any] | None = None) -> int:
     """``callcenterd run``: run until SIGTERM/SIGINT; exit code."""
     from callcenterd import systemd
 
-    runtime = await build(config)
+    runtime = await build(config, campaigns)
     # Config, specs and indexes live as long as the process: keep the cyclic
     # GC from walking them on every collection (a routing latency spike).
     gc.freeze()

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from callcenterd.config.campaigns import CampaignConfig
 
 from callcenterd.campaigns.dnc import read_dnc_files
 from callcenterd.campaigns.importer import (
@@ -54,6 +57,7 @@ def run_campaign_load(
     sink: LeadSink,
     existing: Existing = frozenset(),
     internal_dnc: Container[str] = frozenset(),
+    campaigns: Mapping[str, CampaignConfig] | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
 ) -> int:
@@ -70,16 +74,18 @@ def run_campaign_load(
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    try:
-        config = load_config(args.config)
-        campaigns = load_campaigns(campaigns_dir(args.config), config)
-    except ConfigError as exc:
-        for message in exc.messages:
-            print(message, file=err)
-        return EXIT_CONFIG
+    if campaigns is None:  # the caller did not load them (``campaigns``: already validated)
+        try:
+            config = load_config(args.config)
+            campaigns = load_campaigns(campaigns_dir(args.config), config)
+        except ConfigError as exc:
+            for message in exc.messages:
+                print(message, file=err)
+            return EXIT_CONFIG
     campaign = campaigns.get(args.campaign)
     if campaign is None:
-        known = ", ".join(sorted(campaigns)) or f"none in {campaigns_dir(args.config)}"
+        where = getattr(args, "campaigns", None) or campaigns_dir(args.config)
+        known = ", ".join(sorted(campaigns)) or f"none in {where}"
         print(f"unknown campaign {args.campaign!r} (campaigns: {known})", file=err)
         return EXIT_CONFIG
     path = Path(args.file)

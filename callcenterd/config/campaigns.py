@@ -10,7 +10,7 @@ DNC file paths, the list's column mapping, the dial string of every node).
     from callcenterd.config.campaigns import load_campaigns, campaigns_dir
     campaigns = load_campaigns(campaigns_dir(config_path), config)
 
-Every key, with its default, is documented in ``config/campaigns/example.yaml``
+Every key, with its default, is documented in ``config/examples/campaign.yaml``
 and ``docs/campaigns.md``.
 """
 

@@ -256,8 +256,8 @@ class CampaignStore:
 
     # ------------------------------------------------- abandonment ledger
     async def add_ledger_event(self, campaign: str, at: float, kind: str) -> None:
-        if kind not in ("human", "dropped"):
-            raise ValueError(f"ledger event kind must be 'human' or 'dropped', not {kind!r}")
+        if kind not in ("connected", "dropped"):
+            raise ValueError(f"ledger event kind must be 'connected' or 'dropped', not {kind!r}")
         await self._store._run(lambda c: c.execute(
             "INSERT INTO abandon_ledger (campaign, at, kind) VALUES (?, ?, ?)", (campaign, at, kind)))
 

@@ -120,7 +120,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE abandon_ledger (
         campaign TEXT NOT NULL,
         at       REAL NOT NULL,
-        kind     TEXT NOT NULL  -- human | dropped
+        kind     TEXT NOT NULL  -- connected | dropped
     );
     CREATE INDEX abandon_ledger_at ON abandon_ledger (campaign, at);
     """,

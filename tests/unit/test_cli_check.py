@@ -34,12 +34,12 @@ def config_dir(tmp_path):
 def test_example_config_is_ok(capsys):
     assert cli.main(["check", "-c", str(EXAMPLE)]) == 0
     out, err = capsys.readouterr()
-    assert out == "OK: 2 queues, 3 agents, 1 pbx nodes\n" and err == ""
+    assert out == "OK: 2 queues, 3 agents, 1 pbx nodes, 0 campaigns\n" and err == ""
 
 
 def test_good_config_with_two_nodes(config_dir, capsys):
     assert cli.main(["check", "--config", str(config_dir / "callcenterd.yaml")]) == 0
-    assert capsys.readouterr().out == "OK: 1 queues, 2 agents, 2 pbx nodes\n"
+    assert capsys.readouterr().out == "OK: 1 queues, 2 agents, 2 pbx nodes, 0 campaigns\n"
 
 
 def test_bad_config_prints_every_error_with_file_line_key(config_dir, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from callcenterd.core.acd.agents import AgentRuntime, AgentState
 from callcenterd.core.acd.state import AcdState
 
@@ -54,6 +56,36 @@ class Views(AcdState):
                 "ringing": sorted(call.rings.values()),
             })
         return rows
+
+    def pool_view(self, queue: str, skills: Mapping[str, int] | None = None) -> dict:
+        """A campaign's agent pool: the queue's logged-in agents with ``skills``.
+
+        ``ready``: free now (or reserved for a campaign attempt), longest idle
+        first; ``wrapup``: agent -> seconds before it may take a call;
+        ``on_call``: agent -> seconds talked (0 while ringing); ``paused``.
+        """
+        now = self._clock()
+        need = dict(skills or {})
+        ready: list[tuple[float, int, str]] = []
+        wrapup: dict[str, float] = {}
+        on_call: dict[str, float] = {}
+        paused: list[str] = []
+        for a in self._queue_agents[queue]:
+            if not a.logged_in or a.logout_pending or any(a.spec.skills.get(s, 0) < lvl for s, lvl in need.items()):
+                continue
+            answered = [lg.answered_at for lg in a.legs.values() if lg.answered_at is not None]
+            if answered:
+                on_call[a.id] = now - min(answered)
+            elif a.legs:
+                on_call[a.id] = 0.0
+            elif a.paused:
+                paused.append(a.id)
+            elif a.indexed_ready or (a.reserved_for and a.staffed):
+                ready.append((a.idle_since, a.order, a.id))
+            else:  # wrap-up, back-off after a missed offer, or its device busy elsewhere
+                wrapup[a.id] = max(0.0, a.wrapup_until - now, a.backoff_until - now)
+        return {"ready": [aid for _, _, aid in sorted(ready)], "wrapup": wrapup, "on_call": on_call,
+                "paused": paused}
 
     def _agent_view(self, a: AgentRuntime, now: float) -> dict:
         state, reason = a.display(now)

@@ -12,7 +12,7 @@ from callcenterd.config.campaigns import load_campaigns, render_dial_string
 from callcenterd.core.campaigns.model import AttemptOutcome, DialMode, MachineAction
 
 REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "config" / "campaigns" / "example.yaml"
+EXAMPLE = REPO / "config" / "examples" / "campaign.yaml"
 
 MAIN = {
     "pbx": {

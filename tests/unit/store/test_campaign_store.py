@@ -95,10 +95,10 @@ async def test_callbacks_come_first_then_the_longest_due(leads):
 
 
 async def test_ledger_keeps_30_days_and_prunes_older_rows(leads):
-    for at, kind in ((1.0, "human"), (2.0, "dropped"), (100.0, "human")):
+    for at, kind in ((1.0, "connected"), (2.0, "dropped"), (100.0, "connected")):
         await leads.add_ledger_event("spring", at, kind)
-    assert await leads.ledger_events("spring", 1.5) == [(2.0, "dropped"), (100.0, "human")]
-    assert await leads.ledger_events("spring", 0.0) == [(2.0, "dropped"), (100.0, "human")], "pruned for good"
+    assert await leads.ledger_events("spring", 1.5) == [(2.0, "dropped"), (100.0, "connected")]
+    assert await leads.ledger_events("spring", 0.0) == [(2.0, "dropped"), (100.0, "connected")], "pruned for good"
     with pytest.raises(ValueError, match="kind"):
         await leads.add_ledger_event("spring", 3.0, "machine")
 
