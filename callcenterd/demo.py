@@ -22,6 +22,9 @@ from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
+DEMO_CAMPAIGNS = REPO / "config" / "demo-campaigns"
+#: Seconds the outbound part may take at most (the never-answering lead rings 16 s).
+OUTBOUND_LIMIT = 90.0
 
 #: Seconds between two status screens.
 STATUS_EVERY = 3.0
@@ -34,6 +37,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rate", type=float, default=30.0, help="new callers per minute (default 30)")
     p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
     p.add_argument("--workdir", default="var/demo", help="where CDR and state go (default var/demo)")
+    p.add_argument("--no-outbound", action="store_true",
+                   help="skip the outbound part (a small campaign from config/demo-campaigns)")
     p.set_defaults(handler=main)
 
 
@@ -88,7 +93,12 @@ async def _run(args: argparse.Namespace, config: Any, sandbox: Any) -> int:
     cdr_dir = Path(config.cdr.directory)
     configure_logging(config.logging.level, config.logging.format)
     rng = random.Random(args.seed)
-    runtime = await build(config, with_api=False)
+    campaigns = {}
+    if not args.no_outbound:
+        from callcenterd.config.campaigns import load_campaigns
+
+        campaigns = load_campaigns(DEMO_CAMPAIGNS, config)
+    runtime = await build(config, campaigns, with_api=False)
     await runtime.start()
     started = time.time()
     center = runtime.center
@@ -124,6 +134,8 @@ async def _run(args: argparse.Namespace, config: Any, sandbox: Any) -> int:
         while time.monotonic() < deadline and (center.acd.waiting_view() or _busy(center.acd)):
             await asyncio.sleep(1)
         print_status(center.acd, calls, time.time() - started, names)
+        if runtime.campaigns is not None:
+            await _outbound(runtime)
     finally:
         await traffic.close()
         await runtime.stop()
@@ -142,6 +154,32 @@ async def _run(args: argparse.Namespace, config: Any, sandbox: Any) -> int:
             ["--from", since, "--to", until, "--by", by, "--dir", str(cdr_dir), "-c", str(args.config)])
         status = run_report(report_args) or status
     return status
+
+
+async def _outbound(runtime: Any) -> None:
+    """Load the demo list, run the campaign until every lead is done, print its status."""
+    from callcenterd.api.cli_commands import format_campaign_status
+    from callcenterd.campaigns.importer import import_leads
+
+    service = runtime.campaigns
+    leads = service._store
+    camp = service._campaigns["demo"]
+    batches: list[Any] = []
+    result = import_leads(DEMO_CAMPAIGNS / "demo-leads.csv", camp.config, lambda new, merged: batches.append(new + merged))
+    for batch in batches:
+        await leads.merge_leads("demo", batch)
+    print(f"\noutbound: loaded {result.imported} leads ({result.merged} already known) into campaign demo;"
+          " dialling the sandbox's leads...", flush=True)
+    await service.campaign_action("demo", "start")
+    deadline = time.monotonic() + OUTBOUND_LIMIT
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        status = await service.campaign_status("demo")
+        if status["dialled"] and not status["in_flight"] and not status["hopper"] and \
+                not status["leads"].get("ready") and not status["leads"].get("dialling"):
+            break
+    await service.campaign_action("demo", "stop")
+    print("\n" + format_campaign_status(await service.campaign_status("demo")), flush=True)
 
 
 def _busy(acd: Any) -> bool:

@@ -147,8 +147,11 @@ def run_disposition(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct_text(value: Any) -> str:
-    return "-" if not isinstance(value, (int, float)) else f"{100 * value:.2f}%"
+def _window_text(window: Any) -> str:
+    """``{"count", "live_answers", "pct"}`` of one abandonment window."""
+    if not isinstance(window, dict) or not isinstance(window.get("pct"), (int, float)):
+        return "-"
+    return f"{window['pct']:.2f}% ({window.get('count', 0)} of {window.get('live_answers', 0)} live answers)"
 
 
 def format_campaign_status(row: dict[str, Any]) -> str:
@@ -159,17 +162,19 @@ def format_campaign_status(row: dict[str, Any]) -> str:
         ("dialled", row.get("dialled")), ("human answers", row.get("human_answers")),
         ("machines", row.get("machines")), ("connected", row.get("connected")),
         ("abandoned", row.get("abandoned")),
-        ("abandoned 24 h", _pct_text(row.get("abandon_rate_24h"))),
-        ("abandoned 30 days", _pct_text(row.get("abandon_rate_30d"))),
-        ("lines up", row.get("lines_up")), ("remaining leads", row.get("remaining")),
-        ("time to exhaust", format_duration(row.get("exhaust_s"))),
+        ("abandoned 24 h", _window_text(row.get("abandoned_24h"))),
+        ("abandoned 30 days", _window_text(row.get("abandoned_30d"))),
+        ("abandon cap", f"{row['abandon_cap_pct']}%" if "abandon_cap_pct" in row else "-"),
+        ("lines up", row.get("in_flight")), ("remaining leads", row.get("remaining")),
+        ("time to exhaust", format_duration(row.get("eta_seconds"))),
     ]
     width = max(len(k) for k, _ in pairs)
     lines += [f"  {k.ljust(width)}  {_printable(_text(v))}" for k, v in pairs]
-    dispositions = row.get("dispositions") or {}
-    if isinstance(dispositions, dict) and dispositions:
-        lines.append("  dispositions:")
-        lines += [f"    {_printable(str(k))}: {_printable(_text(v))}" for k, v in sorted(dispositions.items())]
+    for title in ("outcomes", "dispositions"):
+        counts = row.get(title) or {}
+        if isinstance(counts, dict) and counts:
+            lines.append(f"  {title}:")
+            lines += [f"    {_printable(str(k))}: {_printable(_text(v))}" for k, v in sorted(counts.items())]
     return "\n".join(lines)
 
 

@@ -21,8 +21,9 @@ class FakeCampaigns:
             raise LookupError(f"unknown campaign {name!r}")
         return {"campaign": "spring", "state": "running", "mode": "progressive", "dialled": 120,
                 "human_answers": 40, "machines": 30, "connected": 39, "abandoned": 1,
-                "abandon_rate_24h": 0.025, "abandon_rate_30d": 0.0125, "remaining": 880,
-                "exhaust_s": 7325.0, "dispositions": {"sale": 7, "not-interested\x1b[31m": 20}}
+                "abandoned_24h": {"count": 1, "live_answers": 40, "pct": 2.5},
+                "abandoned_30d": {"count": 1, "live_answers": 80, "pct": 1.25}, "abandon_cap_pct": 3.0,
+                "remaining": 880, "eta_seconds": 7325.0, "dispositions": {"sale": 7, "not-interested\x1b[31m": 20}}
 
     def campaign_action(self, name, action):
         self.calls.append((name, action))
@@ -76,7 +77,8 @@ def test_campaign_status_reads_like_a_report(campaigns, cli, capsys):
     assert cli("campaign", "status", "spring", "--api", url) == 0
     out = capsys.readouterr().out
     assert "campaign spring: running (progressive)" in out
-    assert "abandoned 24 h     2.50%" in out and "abandoned 30 days  1.25%" in out
+    assert "abandoned 24 h     2.50% (1 of 40 live answers)" in out
+    assert "abandoned 30 days  1.25% (1 of 80 live answers)" in out
     assert "time to exhaust    2:02:05" in out
     assert "not-interested?[31m: 20" in out, "no terminal escapes from data"
 
