@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from callcenterd.core.campaigns.pacing import PacingInput, ceiling
 
@@ -107,6 +107,7 @@ class TalkTracker:
         self._wrapping: set[str] = set()
         self.talks: list[float] = []
         self.wrapups: list[float] = []
+        self._stats: tuple | None = None  # cached (talk mean, cv, n, wrap-up mean)
 
     def observe(self, on_call: Mapping[str, float], wrapup: Mapping[str, float]) -> None:
         for agent in [a for a in self._talking if a not in on_call]:
@@ -119,6 +120,7 @@ class TalkTracker:
 
     def _add(self, into: list[float], value: float) -> None:
         if value > 0:
+            self._stats = None
             into.append(value)
             if len(into) > self.keep:
                 del into[: len(into) - self.keep]
@@ -134,12 +136,18 @@ class TalkTracker:
         var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
         return m, math.sqrt(var) / m
 
+    def _cached(self) -> tuple:
+        if self._stats is None:
+            m, cv = self._mean_cv(self.talks)
+            self._stats = (m, cv, len(self.talks), self._mean_cv(self.wrapups)[0])
+        return self._stats
+
     def talk_stats(self) -> tuple[float | None, float | None, int]:
-        m, cv = self._mean_cv(self.talks)
-        return m, cv, len(self.talks)
+        """(mean, coefficient of variation, samples) of the recent completed talks."""
+        return self._cached()[:3]
 
     def wrapup_mean(self) -> float | None:
-        return self._mean_cv(self.wrapups)[0]
+        return self._cached()[3]
 
 
 class PredictivePacer:
@@ -286,7 +294,7 @@ class PredictivePacer:
         self._note(inp, n, "predictive", target, p, s_mean, d_mean + n * p, drops, horizon)
         return n
 
-    def _note(self, inp, n, mode, target, p, free, humans, drops, horizon) -> None:  # noqa: ANN001
+    def _note(self, inp, n, mode, target, p, free, humans, drops, horizon) -> None:
         self.last = PacerDecision(inp.now, n, mode, target, p, free, humans, drops, horizon)
 
     def status(self) -> dict:
