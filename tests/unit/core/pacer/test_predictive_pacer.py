@@ -10,15 +10,15 @@ from callcenterd.core.pacer import PredictivePacer, TalkTracker
 
 def busy_floor(**kw) -> PacingInput:
     """20 agents: 2 ready, 16 talking, 2 in wrap-up; a well-known list."""
-    base = dict(
-        now=1000.0, agents_staffed=20, agents_ready=2, agents_in_wrapup=2, agents_on_call=16,
-        lines_ringing=0, answered_waiting=0, max_lines=200, lines_up=16, cap=0.03, budget_ok=True,
-        headroom_24h=40, headroom_30d=400, rate_24h=0.01, rate_30d=0.01,
-        talk_elapsed=tuple(float(x) for x in range(5, 85, 5)), wrapup_remaining=(10.0, 12.0),
-        answer_rate=0.3, machine_rate=0.15, answer_samples=500, mean_time_to_answer=10.0,
-        answer_delays=tuple(float(x) for x in range(4, 16)),
-        talk_mean=120.0, talk_cv=0.3, talk_samples=300, wrapup_mean=15.0,
-    )
+    base = {
+        "now": 1000.0, "agents_staffed": 20, "agents_ready": 2, "agents_in_wrapup": 2, "agents_on_call": 16,
+        "lines_ringing": 0, "answered_waiting": 0, "max_lines": 200, "lines_up": 16, "cap": 0.03, "budget_ok": True,
+        "headroom_24h": 40, "headroom_30d": 400, "rate_24h": 0.01, "rate_30d": 0.01,
+        "talk_elapsed": tuple(float(x) for x in range(5, 85, 5)), "wrapup_remaining": (10.0, 12.0),
+        "answer_rate": 0.3, "machine_rate": 0.15, "answer_samples": 500, "mean_time_to_answer": 10.0,
+        "answer_delays": tuple(float(x) for x in range(4, 16)),
+        "talk_mean": 120.0, "talk_cv": 0.3, "talk_samples": 300, "wrapup_mean": 15.0,
+    }
     base.update(kw)
     return PacingInput(**base)
 
