@@ -61,6 +61,7 @@ from callcenterd.core.campaigns.retry import (
     in_drop_guard,
 )
 from callcenterd.core.campaigns.windows import may_call
+from callcenterd.core.pacer.predictive import TalkTracker
 from callcenterd.pbx.api import AmdVerdict, CallerId, check_safe
 
 __all__ = [
@@ -190,6 +191,7 @@ class CampaignDialer:
         self._answer_delays: deque[float] = deque(maxlen=_RATE_SAMPLES)
         self._dial_times: deque[float] = deque()
         self._finish_times: deque[float] = deque()
+        self._talk = TalkTracker()  # completed talks and wrap-ups, for the predictive pacer
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> list[c.CampaignCommand]:
@@ -437,6 +439,8 @@ class CampaignDialer:
         results = list(self._results)
         n = len(results)
         cap = self.spec.abandon_cap
+        self._talk.observe(pool.on_call, pool.wrapup)
+        talk_mean, talk_cv, talk_n = self._talk.talk_stats()
         return PacingInput(
             now=now,
             agents_staffed=len(pool.active()),
@@ -460,6 +464,12 @@ class CampaignDialer:
             machine_rate=(sum(1 for _, m in results if m) / n) if n else None,
             answer_samples=n,
             mean_time_to_answer=(sum(self._answer_delays) / len(self._answer_delays)) if self._answer_delays else None,
+            ringing_elapsed=tuple(now - a.started_at for a in unreserved if a.answered_at is None),
+            answer_delays=tuple(sorted(self._answer_delays)),
+            talk_mean=talk_mean,
+            talk_cv=talk_cv,
+            talk_samples=talk_n,
+            wrapup_mean=self._talk.wrapup_mean(),
         )
 
     # ----------------------------------------------------------- leg events

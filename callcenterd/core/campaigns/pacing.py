@@ -62,6 +62,13 @@ class PacingInput:
     machine_rate: float | None = None  # machines per completed dial
     answer_samples: int = 0  # completed dials behind the rates
     mean_time_to_answer: float | None = None  # s from dial to answer, answered calls
+    # for the predictive pacer (optional: a pacer must cope without them)
+    ringing_elapsed: tuple[float, ...] = ()  # per unreserved line not yet answered: s since dialled
+    answer_delays: tuple[float, ...] = ()  # recent dial-to-answer delays, sorted
+    talk_mean: float | None = None  # s, recent completed talks
+    talk_cv: float | None = None
+    talk_samples: int = 0
+    wrapup_mean: float | None = None  # s, recent wrap-ups
 
     @property
     def lines_in_flight(self) -> int:
@@ -116,10 +123,13 @@ class PowerPacer:
 
 
 def pacer_for(spec: CampaignSpec) -> Pacer:
-    """The pacer of a campaign's dial mode.  Predictive runs at progressive
-    pace until its pacer (the next issue) is plugged in."""
+    """The pacer of a campaign's dial mode."""
     if spec.mode is DialMode.PREVIEW:
         return PreviewPacer()
     if spec.mode is DialMode.POWER:
         return PowerPacer(spec.power_ratio)
+    if spec.mode is DialMode.PREDICTIVE:
+        from callcenterd.core.pacer.predictive import PredictivePacer
+
+        return PredictivePacer()
     return ProgressivePacer()

@@ -12,6 +12,7 @@ from callcenterd.core.campaigns.pacing import (
     ProgressivePacer,
     pacer_for,
 )
+from callcenterd.core.pacer import PredictivePacer
 
 
 def inp(**kw) -> PacingInput:
@@ -68,7 +69,9 @@ def test_each_mode_gets_its_pacer_and_predictive_starts_progressive():
     assert isinstance(pacer_for(spec(mode=DialMode.PROGRESSIVE)), ProgressivePacer)
     power = pacer_for(spec(mode=DialMode.POWER, power_ratio=1.7))
     assert isinstance(power, PowerPacer) and power.ratio == 1.7
-    assert isinstance(pacer_for(spec(mode=DialMode.PREDICTIVE)), ProgressivePacer)
+    predictive = pacer_for(spec(mode=DialMode.PREDICTIVE))
+    assert isinstance(predictive, PredictivePacer)  # no answer data yet: progressive pace
+    assert predictive.lines_to_dial(inp(agents_ready=5, lines_ringing=2, lines_up=2)) == 3
     assert isinstance(ProgressivePacer(), Pacer)
 
 
