@@ -314,7 +314,11 @@ class CampaignDialer:
                 del self._hopper[lead.lead_id]
         if self.spec.mode is DialMode.PREVIEW:
             return out
-        out += self._dial_reserved(now)
+        inp = self.pacing_input(now)
+        # A spent abandonment budget never stops the campaign dead (no dial
+        # means no answer, so the rate could never come down): each lead is
+        # then dialled with a ready agent reserved for it, which cannot drop.
+        out += self._dial_reserved(now, every_lead=not inp.budget_ok)
         inp = self.pacing_input(now)
         n = min(self.pacer.lines_to_dial(inp), ceiling(inp))
         for lead in self._ordered_hopper():
@@ -333,15 +337,17 @@ class CampaignDialer:
         held = set(self._reserved) | set(self._preview)
         return [a for a in self._pool.ready if a not in held]
 
-    def _dial_reserved(self, now: float) -> list[c.CampaignCommand]:
-        """Callbacks and guarded redials, each with a ready agent reserved first."""
+    def _dial_reserved(self, now: float, every_lead: bool = False) -> list[c.CampaignCommand]:
+        """Callbacks and guarded redials (``every_lead``: all leads), each
+        with a ready agent reserved first: such a call cannot be dropped, so
+        the abandonment budget does not limit it."""
         out: list[c.CampaignCommand] = []
         free = self._free_agents()
-        room = ceiling(self.pacing_input(now))
+        room = ceiling(replace(self.pacing_input(now), budget_ok=True))
         for lead in self._ordered_hopper():
             if room <= 0 or not free:
                 break
-            if not self._needs_reservation(lead, now):
+            if not every_lead and not self._needs_reservation(lead, now):
                 continue
             if lead.state is LeadState.CALLBACK and lead.callback_agent:
                 if lead.callback_agent in free:

@@ -232,25 +232,30 @@ def test_a_dial_asks_the_pbx_to_ring_at_least_the_minimum():
 
 
 # ------------------------------------------------------------ abandonment
-def test_a_spent_abandonment_budget_stops_dialling():
-    d, clock = dialer()
+def test_a_spent_abandonment_budget_dials_only_with_an_agent_reserved_for_each_call():
+    d, clock = dialer(mode=DialMode.POWER, power_ratio=3.0)
     for _ in range(97):
         d.ledger.record_connected()
     for _ in range(3):
         d.ledger.record_dropped()
-    d.offer_leads([lead(1)])
-    assert dials(d.tick(pool(ready=["a1"]))) == []
+    d.offer_leads([lead(n) for n in range(1, 6)])
+    out = d.tick(pool(ready=["a1", "a2"]))
+    assert len(dials(out)) == 2, "one line per free agent, not three: no over-dialling"
+    reserved = [cmd for cmd in out if isinstance(cmd, c.ReserveAgent)]
+    assert sorted(r.agent for r in reserved) == ["a1", "a2"], "each line has its agent held: it cannot drop"
+    assert dials(d.tick(pool(ready=["a1", "a2"]))) == [], "no line beyond the reserved agents"
 
 
-def test_the_30_day_budget_stops_dialling_when_the_last_24h_are_clean():
+def test_the_30_day_budget_holds_agents_for_each_call_even_when_the_last_24h_are_clean():
     clock = Clock()
     events = [(clock.t - 5 * 86400, "connected")] * 60 + [(clock.t - 5 * 86400, "dropped")] * 2
     ledger = AbandonLedger.from_events(events, clock)
-    d = CampaignDialer(spec(), clock, ledger=ledger)
+    d = CampaignDialer(spec(mode=DialMode.POWER, power_ratio=2.0), clock, ledger=ledger)
     d.start()
-    d.offer_leads([lead(1)])
+    d.offer_leads([lead(1), lead(2), lead(3)])
     assert d.ledger.counts_24h() == (0, 0)
-    assert dials(d.tick(pool(ready=["a1"]))) == []
+    out = d.tick(pool(ready=["a1"]))
+    assert len(dials(out)) == 1 and [r.agent for r in of(out, c.ReserveAgent)] == ["a1"]
 
 
 def test_status_reports_abandonment_in_both_windows():
