@@ -2,7 +2,7 @@
 queue or agent and the setting, and the limits themselves are accepted."""
 
 import pytest
-from acd_harness import A, Q
+from acd_harness import A, Q, Rig
 
 from callcenterd.core.acd import AgentSpec
 from callcenterd.core.acd.errors import UnknownAgent, UnknownQueue
@@ -42,8 +42,35 @@ def test_the_limits_themselves_are_accepted():
 
 
 def test_unknown_agent_and_queue_errors_name_them():
-    assert "'a9'" in str(UnknownAgent("a9"))
-    assert "'vip'" in str(UnknownQueue("vip"))
+    assert str(UnknownAgent("a9")) == "unknown agent 'a9': not in the ACD configuration"
+    assert str(UnknownQueue("vip")) == "unknown queue 'vip': not in the ACD configuration"
+    assert (UnknownAgent("a9").agent_id, UnknownQueue("vip").queue) == ("a9", "vip")
+
+
+async def test_an_api_request_for_an_agent_not_in_the_config_answers_404_with_the_reason():
+    import aiohttp
+
+    from callcenterd.api.http import ApiServer, build_app
+
+    class Control:  # what the daemon's AcdControl does, on a real ACD
+        def __init__(self, acd):
+            self.acd = acd
+
+        def login(self, agent_id):
+            self.acd.agent_login(agent_id)
+
+        logout = pause = unpause = agents = queues = waiting = None
+
+    r = Rig([Q()], [A("a1")], login=False)
+    server = ApiServer(build_app(Control(r.acd), "tok"), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            resp = await http.post("/v1/agents/a9/login", headers={"Authorization": "Bearer tok"})
+            assert resp.status == 404
+            assert await resp.json() == {"error": "unknown agent 'a9': not in the ACD configuration"}
+    finally:
+        await server.stop()
 
 
 def test_only_a_paused_agent_shows_a_reason():

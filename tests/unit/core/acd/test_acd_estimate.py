@@ -1,5 +1,6 @@
 """Wait estimates: what the ACD feeds the model, and what the model makes of it."""
 
+import pytest
 from acd_harness import A, Q, Rig, leg_for, of
 
 from callcenterd.core import facts as f
@@ -8,6 +9,7 @@ from callcenterd.core.acd.estimate import (
     HandleStats,
     QueueView,
     estimate_wait,
+    naive_wait,
     residual_talk,
 )
 
@@ -105,3 +107,46 @@ def test_stats_learn_and_round_trip():
         s.add_talk(30)
     assert abs(s.talk_mean - 30) < 5
     assert HandleStats.from_dict(s.to_dict()) == s
+
+
+def test_the_abandon_rate_survives_a_restart():
+    s = HandleStats.prior(120)
+    s.add_answer(3.0, waited=40.0)
+    s.add_wait(25.0, abandoned=True)
+    back = HandleStats.from_dict(s.to_dict())
+    assert back == s
+    assert back.abandons > 0 and back.waited > 0 and back.abandon_rate == s.abandon_rate
+
+
+def test_statistics_saved_before_abandons_were_tracked_load_with_no_abandons():
+    old = {"talk_mean": 90.0, "talk_sq_mean": 16200.0, "answer_mean": 5.0, "samples": 12, "answers": 12}
+    s = HandleStats.from_dict(old)
+    assert (s.abandons, s.waited, s.abandon_rate) == (0.0, 0.0, 0.0)
+    assert (s.talk_mean, s.samples, s.answers) == (90.0, 12, 12)
+
+
+GOOD = {"talk_mean": 90.0, "talk_sq_mean": 16200.0, "answer_mean": 5.0, "samples": 12, "answers": 12,
+        "abandons": 1.5, "waited": 300.0}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("talk_mean", 0.0), ("talk_sq_mean", 0.0), ("answer_mean", -1.0), ("samples", -1),
+    ("abandons", -0.5), ("waited", -1.0),
+])
+def test_corrupt_saved_statistics_are_refused(field, value):
+    with pytest.raises(ValueError):
+        HandleStats.from_dict({**GOOD, field: value})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("talk_mean", 0.5), ("talk_sq_mean", 0.5), ("answer_mean", 0.0), ("answer_mean", 0.5), ("samples", 0),
+    ("abandons", 0.0), ("waited", 0.0),
+])
+def test_small_but_valid_saved_statistics_are_kept(field, value):
+    assert getattr(HandleStats.from_dict({**GOOD, field: value}), field) == value
+
+
+def test_the_naive_baseline_is_position_times_talk_over_agents():
+    assert naive_wait(3, 120.0, 2) == 180.0
+    assert naive_wait(1, 60.0, 1) == 60.0
+    assert naive_wait(3, 120.0, 0) is None
