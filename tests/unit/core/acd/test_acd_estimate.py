@@ -1,5 +1,7 @@
 """Wait estimates: what the ACD feeds the model, and what the model makes of it."""
 
+import math
+
 import pytest
 from acd_harness import A, Q, Rig, leg_for, of
 
@@ -150,3 +152,90 @@ def test_the_naive_baseline_is_position_times_talk_over_agents():
     assert naive_wait(3, 120.0, 2) == 180.0
     assert naive_wait(1, 60.0, 1) == 60.0
     assert naive_wait(3, 120.0, 0) is None
+
+
+# ------------------------------------- the model, against its documented maths
+def _lognormal_residual_by_integration(mean, cv, elapsed):
+    """E[T - e | T > e] of a lognormal talk time, integrating its survival function numerically."""
+    s2 = math.log1p(cv * cv)
+    s, mu = math.sqrt(s2), math.log(mean) - s2 / 2
+
+    def survival(t):
+        return 0.5 * math.erfc((math.log(t) - mu) / (s * math.sqrt(2)))
+
+    top, n = elapsed + 60 * mean, 200_000
+    h = (top - elapsed) / n
+    area = h * (sum(survival(elapsed + i * h) for i in range(1, n)) + (survival(elapsed) + survival(top)) / 2)
+    return area / survival(elapsed)
+
+
+@pytest.mark.parametrize("mean, cv, elapsed", [(100, 1.0, 0.5), (100, 1.0, 30), (100, 1.0, 250), (180, 0.5, 120),
+                                               (60, 2.0, 10)])
+def test_the_rest_of_a_call_already_going_is_the_lognormal_residual(mean, cv, elapsed):
+    assert residual_talk(mean, cv, elapsed) == pytest.approx(_lognormal_residual_by_integration(mean, cv, elapsed),
+                                                             rel=2e-3)
+
+
+def test_a_call_far_beyond_any_normal_length_is_expected_to_go_on_a_while():
+    # past 7 standard deviations the closed form underflows: elapsed x s^2 / (ln elapsed - mu)
+    s2 = math.log1p(0.3 * 0.3)
+    mu = math.log(100) - s2 / 2
+    assert residual_talk(100, 0.3, 10_000) == pytest.approx(10_000 * s2 / (math.log(10_000) - mu))
+    s2 = math.log1p(0.2 * 0.2)
+    mu = math.log(100) - s2 / 2
+    e = math.exp(mu + 1.5)  # 7.5 sigma out, but only 1.5 above mu in log terms
+    assert residual_talk(100, 0.2, e) == pytest.approx(e * s2 / 1.5)
+    assert residual_talk(1.0, 0.2, math.exp(math.log(1.0) - s2 / 2 + 1.5)) == 1.0  # never under a second
+
+
+def test_the_rest_of_a_call_is_never_under_half_a_second():
+    assert residual_talk(100, 0.2, 99.9) > 1.0  # about a third of calls still run past the mean
+    assert residual_talk(1.0, 0.2, 2.0) == 0.5  # twice a short mean: about 0.1 s left, rounded up to 0.5
+
+
+def _reference_wait(v):
+    """Solve Λ(t) = m - 1/3 by bisection, Λ as the module docstring defines it (no abandons)."""
+    st = v.stats
+    answer, talk, cv = st.answer_mean, st.talk_mean, st.talk_cv
+    handle = answer + talk + v.wrapup
+    servers = [(1.0, answer + v.wrapup, talk)] * v.ready
+    for b in v.busy:
+        if b.ringing:
+            servers.append((b.share, answer + b.then, talk))
+        elif b.talk_elapsed is not None:
+            servers.append((b.share, b.then, residual_talk(talk, cv, b.talk_elapsed)))
+        else:
+            servers.append((b.share, b.then, 0.0))
+
+    def releases(t):
+        total = 0.0
+        for share, delay, mean in servers:
+            x = t - delay
+            if x < 0:
+                continue
+            p = 1 - math.exp(-x / mean) if mean > 0 else 1.0
+            total += share * (p + (x - mean * p if mean > 0 else x) / handle)
+        return total
+
+    target, lo, hi = v.ahead - v.ready + 1 - 1 / 3, 0.0, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if releases(mid) >= target else (mid, hi)
+    return hi + answer
+
+
+@pytest.mark.parametrize("v", [
+    view(busy=[BusyAgent(0.0, ringing=True)]),  # the only agent is being offered someone else
+    view(ahead=2, ready=1, busy=[BusyAgent(10.0, talk_elapsed=30.0), BusyAgent(5.0)], wrapup=10),
+    view(ahead=1, busy=[BusyAgent(100.0, talk_elapsed=0.0), BusyAgent(5.0)]),  # one long job, one nearly free
+    view(ahead=3, busy=[BusyAgent(5.0, share=0.5), BusyAgent(2.0, talk_elapsed=400.0)]),
+    view(ahead=4, ready=1, busy=[BusyAgent(0.0, talk_elapsed=1.0), BusyAgent(3.0, ringing=True, share=0.25)],
+         talk=40.0),
+], ids=["ringing", "mixed", "wrapup-behind-a-long-job", "shared-and-long-call", "short-talk"])
+def test_the_estimate_solves_the_documented_release_model(v):
+    assert estimate_wait(v) == pytest.approx(_reference_wait(v), abs=0.05)
+
+
+def test_an_agent_in_wrap_up_frees_when_the_wrap_up_ends():
+    # the release is a step at 5 s: the estimate lands within one search step of answer + 5
+    assert estimate_wait(view(busy=[BusyAgent(5.0)])) == pytest.approx(4.0 + 5.0, abs=0.5)
