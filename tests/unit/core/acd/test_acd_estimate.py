@@ -239,3 +239,85 @@ def test_the_estimate_solves_the_documented_release_model(v):
 def test_an_agent_in_wrap_up_frees_when_the_wrap_up_ends():
     # the release is a step at 5 s: the estimate lands within one search step of answer + 5
     assert estimate_wait(view(busy=[BusyAgent(5.0)])) == pytest.approx(4.0 + 5.0, abs=0.5)
+
+
+# ------------------------------------------- what the engine tells the model
+def test_the_estimate_sees_what_each_busy_agent_of_the_queue_is_doing():
+    from callcenterd.pbx.api import DeviceStatus
+
+    both = ("sales", "support")
+    r = Rig([Q(strategy="linear", wrapup_time=10, ring_time=60), Q("support", strategy="linear")], [
+        A("ringer", queues=both),  # rings for c1
+        A("talker", wrapup_time=20),  # on c2, with its own wrap-up
+        A("wrapper", queues=both),  # in wrap-up after c3
+        A("shared", queues=both),  # on c4
+        A("deskphone", queues=both),  # busy on a call we did not set up
+        A("remote", node="pbx2"),  # another node: not this queue's staff here
+        A("gone"),  # logged out
+    ])
+    T = r.clock.now
+    r.run(r.acd.agent_logout("gone"))
+    r.run(r.acd.device_state("PJSIP/deskphone", DeviceStatus.INUSE))
+    r.run(r.acd.device_state("PJSIP/remote", DeviceStatus.INUSE))
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    r.answer(leg_for(r.out, "talker"))
+    r.call("sales", call_id="c3")
+    r.answer(leg_for(r.out, "wrapper"))
+    r.call("sales", call_id="c4")
+    r.answer(leg_for(r.out, "shared"))
+    r.clock.now = T + 25
+    r.hangup("cleg-c3")  # wrapper: wrap-up until T + 35
+    r.call("support", call_id="s1")
+    r.call("support", call_id="s2")
+    r.clock.now = T + 30
+    r.call("sales", call_id="c5")
+    enqueued = est(r.call("sales", call_id="c6"))  # c1 is being offered: only c5 is ahead
+    share = 2 / (2 + 2 + 1)  # demand (c5 and c6) against support's two callers, plus one
+    busy = [
+        BusyAgent(10.0, ringing=True, share=share),
+        BusyAgent(20.0, 30.0),
+        BusyAgent(5.0, share=share),
+        BusyAgent(10.0, 30.0, share=share),
+        BusyAgent(10.0, ringing=True, share=share),
+    ]
+    stats = HandleStats.from_dict(r.acd.handle_stats("sales"))
+    assert enqueued == round(estimate_wait(QueueView(1, 0, busy, 10.0, stats)), 1)
+
+
+def test_the_abandon_rate_learns_from_callers_who_hang_up_and_not_from_timeouts():
+    r = Rig([Q(), Q("support", max_wait=20)], [], login=False)
+    r.call("sales", call_id="c1")
+    r.clock.now += 30
+    r.hangup("cleg-c1")
+    s = r.acd.handle_stats("sales")
+    assert (s["abandons"], s["waited"]) == (1.0, 30.0)
+    r.call("support", call_id="c2")
+    r.advance(20)
+    s = r.acd.handle_stats("support")
+    assert (s["abandons"], s["waited"]) == (0.0, 20.0)
+
+
+def test_statistics_saved_before_a_restart_are_used_and_bad_rows_skipped_with_a_warning():
+    import random
+
+    from acd_harness import FakeClock
+
+    from callcenterd.core.acd import Acd
+
+    warnings = []
+
+    class Log:
+        def warning(self, event, **kw):
+            warnings.append(kw)
+
+        debug = info = warning
+
+    acd = Acd([Q(), Q("support"), Q("vip")], [], FakeClock(), rng=random.Random(1), new_id=lambda: "x", log=Log())
+    learnt = dict(GOOD, talk_mean=42.0)
+    prior = acd.handle_stats("support")
+    acd.import_handle_stats({"closed-queue": learnt, "support": {**GOOD, "talk_mean": -1.0}, "sales": learnt,
+                             "vip": {"talk_mean": 1.0}})
+    assert acd.handle_stats("sales") == HandleStats.from_dict(learnt).to_dict()
+    assert acd.handle_stats("support") == prior
+    assert [w.get("queue") for w in warnings] == ["support", "vip"]
