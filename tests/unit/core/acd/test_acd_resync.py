@@ -234,3 +234,22 @@ def test_callers_arriving_right_after_a_reconnect_are_listed_while_a_pre_crash_c
     r.clock.now += 5
     r.call("sales", call_id="later")
     assert [w["call_id"] for w in r.acd.waiting_view()] == ["new", "later"]
+
+
+def test_after_an_originate_timeout_the_agent_gets_the_caller_again_once_the_retry_delay_passes():
+    r = Rig([Q(retry_delay=1)], [A("a1")])
+    r.call("sales", call_id="c1")
+    out = r.run(r.acd.offer_lost(leg_for(r.out, "a1")))
+    assert offered(out) == []
+    assert offered(r.advance(0.5)) == []
+    assert offered(r.advance(0.5)) == [("c1", "a1")]
+
+
+def test_an_originate_timeout_for_a_leg_answered_or_gone_changes_nothing():
+    r = Rig([Q()], [A("a1")])
+    r.call("sales", call_id="c1")
+    leg = leg_for(r.out, "a1")
+    r.answer(leg)
+    assert r.acd.offer_lost(leg) == []
+    assert r.acd.offer_lost("cleg-c1") == [] and r.acd.offer_lost("no-such-leg") == []
+    assert r.acd.agent_state("a1")["state"] == "on-call"
