@@ -253,3 +253,18 @@ def test_an_originate_timeout_for_a_leg_answered_or_gone_changes_nothing():
     assert r.acd.offer_lost(leg) == []
     assert r.acd.offer_lost("cleg-c1") == [] and r.acd.offer_lost("no-such-leg") == []
     assert r.acd.agent_state("a1")["state"] == "on-call"
+
+
+def test_a_caller_who_queued_during_the_outage_is_not_given_an_agent_still_on_a_pre_crash_call():
+    from callcenterd.pbx.api import DeviceStatus
+
+    r = _restarted_daemon()
+    r.call("sales", call_id="early")  # queued while the node was down
+    snap = PbxSnapshot(legs=frozenset({"cleg-early", "al-old", "cl-old", "cl-1"}),
+                       devices={"PJSIP/a1": DeviceStatus.NOT_INUSE, "PJSIP/a2": DeviceStatus.NOT_INUSE},
+                       agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue="sales"),),
+                       waiting=(WaitingCall("cl-1", "sales", T0 + 10, call_id="w1"),))
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert offered(out) == [("w1", "a2")]  # w1 was stamped before "early" arrived; a1 is talking
+    assert [e.call_id for e in of(out, f.CallerEnqueued)] == ["w1"]
+    assert r.acd.agent_state("a1")["call_ids"] == ["old"]
