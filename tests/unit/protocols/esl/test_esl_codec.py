@@ -385,3 +385,49 @@ def test_blank_lines_between_frames_are_tolerated(blank):
         msgs = dec.feed(stream[:cut]) + dec.feed(stream[cut:])
         assert [m.content_type for m in msgs] == ["command/reply", "api/response", "command/reply"]
         assert msgs[1].body == b"+OK" and dec.buffered == 0
+
+
+# ------------------------------------- details a driver or an operator would see
+def test_a_value_in_a_broken_encoding_is_still_read():
+    assert fs_url_decode("Jos%E9") == "Jos\ufffd"
+
+
+def _xml(inner: str) -> bytes:
+    return f"<event>{inner}</event>".encode()
+
+
+def test_xml_events_decode_like_the_others():
+    ev = EslEvent.from_xml(_xml("<headers><Event-Name>CUSTOM</Event-Name><Caller-Name/></headers>"))
+    assert (ev.name, ev.headers["Caller-Name"], ev.body, ev.format) == ("CUSTOM", "", "", "xml")
+    assert "Content-Length" not in ev
+    ev = EslEvent.from_xml(_xml("<body>+OK</body>"))  # a job result with no headers block
+    assert (ev.headers, ev.body) == ({"Content-Length": "3"}, "+OK")
+    ev = EslEvent.from_xml(_xml("<headers/><Content-Length>3</Content-Length><body>Jo\u00e9!</body>"))
+    assert (ev.body, ev.headers["Content-Length"]) == ("Jo\ufffd", "3")  # cut inside the é, as FreeSWITCH counted
+
+
+def test_a_broken_xml_event_is_a_protocol_error_saying_so():
+    with pytest.raises(ProtocolError) as err:
+        EslEvent.from_xml(b"<event><headers>")
+    assert "bad XML event" in str(err.value)
+
+
+def test_an_absent_header_or_variable_gives_the_default():
+    ev = EslEvent({"Event-Name": "CHANNEL_ANSWER", "variable_cc_queue": "sales"})
+    assert (ev.get("Event-Name"), ev.get("Nope", "dflt"), ev.get("Nope")) == ("CHANNEL_ANSWER", "dflt", None)
+    assert (ev.variable("cc_queue"), ev.variable("cc_agent", "none"), ev.variable("cc_agent")) == ("sales", "none",
+                                                                                                  None)
+    assert "Event-Name" in ev and "Unique-ID" not in ev
+
+
+def test_a_serialized_event_has_no_body_unless_given_one_and_one_content_length():
+    assert encode_event_plain({"Event-Name": "CUSTOM"}) == b"Event-Name: CUSTOM\n\n"
+    assert encode_event_plain({"Event-Name": "CUSTOM", "Content-Length": "99"}, "hi") == (
+        b"Event-Name: CUSTOM\nContent-Length: 2\n\nhi")
+
+
+def test_a_channel_uuid_with_a_space_or_a_newline_is_refused_naming_it():
+    for bad in ("abc def", "abc\ncall-command: hangup"):
+        with pytest.raises(UnsafeValue) as err:
+            encode_sendmsg(bad, "execute")
+        assert "channel uuid" in str(err.value)
