@@ -321,3 +321,42 @@ def test_statistics_saved_before_a_restart_are_used_and_bad_rows_skipped_with_a_
     assert acd.handle_stats("sales") == HandleStats.from_dict(learnt).to_dict()
     assert acd.handle_stats("support") == prior
     assert [w.get("queue") for w in warnings] == ["support", "vip"]
+
+
+# ------------------------------------------------- learning handle times
+def test_before_warm_up_the_talk_time_is_the_plain_mean_with_the_prior_as_one_call():
+    s = HandleStats.prior(120)  # cv 1: E[talk^2] = 2 x 120^2
+    s.add_talk(60)
+    s.add_talk(30)
+    assert s.samples == 2
+    assert s.talk_mean == pytest.approx((120 + 60 + 30) / 3)
+    assert s.talk_sq_mean == pytest.approx((2 * 120 ** 2 + 60 ** 2 + 30 ** 2) / 3)
+
+
+def test_once_warmed_up_each_call_moves_the_talk_time_by_one_percent():
+    s = HandleStats.prior(120)
+    for _ in range(300):
+        s.add_talk(60)
+    mean, sq = s.talk_mean, s.talk_sq_mean
+    s.add_talk(160)
+    assert s.talk_mean - mean == pytest.approx(0.01 * (160 - mean))
+    assert s.talk_sq_mean - sq == pytest.approx(0.01 * (160 ** 2 - sq))
+
+
+def test_the_answer_delay_is_learnt_the_same_way_and_an_answer_is_a_wait_not_an_abandon():
+    s = HandleStats.prior(120)  # answer prior 4 s, counted as one
+    s.add_answer(2.0, waited=30.0)
+    s.add_answer(6.0)
+    assert (s.answers, s.answer_mean) == (2, pytest.approx((4 + 2 + 6) / 3))
+    assert (s.abandons, s.waited) == (0.0, 30.0)
+
+
+def test_the_abandon_rate_forgets_slowly():
+    s = HandleStats.prior(120)
+    s.add_wait(30.0, abandoned=True)
+    s.add_wait(0.5, abandoned=False)
+    s.add_wait(-3.0, abandoned=False)  # a clock step: no negative wait
+    keep = 0.998
+    assert s.abandons == pytest.approx(1.0 * keep * keep)
+    assert s.waited == pytest.approx((30.0 * keep + 0.5) * keep)
+    assert s.abandon_rate == pytest.approx(s.abandons / s.waited)
