@@ -360,3 +360,15 @@ def test_the_abandon_rate_forgets_slowly():
     assert s.abandons == pytest.approx(1.0 * keep * keep)
     assert s.waited == pytest.approx((30.0 * keep + 0.5) * keep)
     assert s.abandon_rate == pytest.approx(s.abandons / s.waited)
+
+
+def test_an_answered_caller_counts_its_wait_and_the_agents_answer_delay():
+    r = Rig([Q(ring_time=30)], [A("a1")], login=False)
+    r.call("sales", call_id="c1")
+    r.clock.now += 9
+    r.run(r.acd.agent_login("a1"))
+    r.clock.now += 3
+    r.answer(leg_for(r.out, "a1"))
+    s = r.acd.handle_stats("sales")
+    assert (s["waited"], s["abandons"], s["answers"]) == (12.0, 0.0, 1)
+    assert s["answer_mean"] == pytest.approx((4.0 + 3.0) / 2)
