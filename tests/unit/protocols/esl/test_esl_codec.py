@@ -431,3 +431,37 @@ def test_a_channel_uuid_with_a_space_or_a_newline_is_refused_naming_it():
         with pytest.raises(UnsafeValue) as err:
             encode_sendmsg(bad, "execute")
         assert "channel uuid" in str(err.value)
+
+
+@pytest.mark.parametrize("raw, headers, body", [
+    (b"Event-Name: BACKGROUND_JOB\nContent-Length: 11\n\n+OK a\n\nb\n\nc\n", None, "+OK a\n\nb\n\nc"),  # blank lines in the body
+    (b"Event-Name: CUSTOM\n", {"Event-Name": "CUSTOM"}, ""),  # no blank line, no body
+    (b"Event-Name: CUSTOM", {"Event-Name": "CUSTOM"}, ""),  # not even the last newline
+    (b"\n\nhello", {}, "hello"),  # a body and nothing else
+    (b"Caller-Caller-ID-Name: Smith%3A%20John\nEvent-Name: X\n\n", {"Caller-Caller-ID-Name": "Smith: John",
+                                                                    "Event-Name": "X"}, ""),
+    (b"Event-Name: X\nvariable_sip_h_X-Tag:a:b\n\n", {"Event-Name": "X", "variable_sip_h_X-Tag": "a:b"}, ""),
+    (b"Event-Name: X\nvariable_pct: %2541\n\n", {"Event-Name": "X", "variable_pct": "%41"}, ""),  # decoded once
+    (b"Event-Name: X\nCaller-Caller-ID-Name: Jos%E9\n\n", {"Event-Name": "X", "Caller-Caller-ID-Name": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nCaller-Caller-ID-Name: Jos\xe9\n\n", {"Event-Name": "X", "Caller-Caller-ID-Name": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nA: line%0Abreak\nB: Jos%E9\n\n", {"Event-Name": "X", "A": "line\nbreak", "B": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nContent-Length: 3\n\nJo\xe9", None, "Jo\ufffd"),
+])
+def test_plain_events_decode_exactly(raw, headers, body):
+    ev = EslEvent.from_plain(raw)
+    if headers is not None:
+        assert ev.headers == headers
+    assert (ev.body, ev.format) == (body, "plain")
+
+
+def test_a_plain_event_line_without_a_colon_is_a_protocol_error_quoting_it():
+    with pytest.raises(ProtocolError) as err:
+        EslEvent.from_plain(b"Event-Name: X\nno colon here\n\n")
+    assert "'no colon here'" in str(err.value)
+
+
+def test_json_events_are_written_as_freeswitch_writes_them():
+    assert encode_event_json({"Event-Name": "CUSTOM", "Caller-Name": "Jos\u00e9", "Content-Length": "99"}) == (
+        '{"Event-Name":"CUSTOM","Caller-Name":"Jos\u00e9"}'.encode())
+    assert encode_event_json({"Event-Name": "CUSTOM"}, "h\u00e9") == (
+        '{"Event-Name":"CUSTOM","Content-Length":"3","_body":"h\u00e9"}'.encode())
