@@ -193,8 +193,8 @@ def test_the_rest_of_a_call_is_never_under_half_a_second():
     assert residual_talk(1.0, 0.2, 2.0) == 0.5  # twice a short mean: about 0.1 s left, rounded up to 0.5
 
 
-def _reference_wait(v):
-    """Solve Λ(t) = m - 1/3 by bisection, Λ as the module docstring defines it (no abandons)."""
+def _releases_of(v):
+    """Λ(t), as the module docstring defines it: expected releases for the queue by t."""
     st = v.stats
     answer, talk, cv = st.answer_mean, st.talk_mean, st.talk_cv
     handle = answer + talk + v.wrapup
@@ -217,11 +217,17 @@ def _reference_wait(v):
             total += share * (p + (x - mean * p if mean > 0 else x) / handle)
         return total
 
+    return releases
+
+
+def _reference_wait(v):
+    """Solve Λ(t) = m - 1/3 by bisection (no abandons)."""
+    releases = _releases_of(v)
     target, lo, hi = v.ahead - v.ready + 1 - 1 / 3, 0.0, 1e6
     for _ in range(200):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if releases(mid) >= target else (mid, hi)
-    return hi + answer
+    return hi + v.stats.answer_mean
 
 
 @pytest.mark.parametrize("v", [
@@ -372,3 +378,40 @@ def test_an_answered_caller_counts_its_wait_and_the_agents_answer_delay():
     s = r.acd.handle_stats("sales")
     assert (s["waited"], s["abandons"], s["answers"]) == (12.0, 0.0, 1)
     assert s["answer_mean"] == pytest.approx((4.0 + 3.0) / 2)
+
+
+def _with_abandons(v, abandons, waited):
+    s = HandleStats.from_dict(v.stats.to_dict())
+    s.abandons, s.waited = abandons, waited
+    return QueueView(v.ahead, v.ready, v.busy, v.wrapup, s)
+
+
+def _reference_wait_with_abandons(v, dt=0.01):
+    """Callers ahead give up at the abandon rate while agents release: a fine Euler walk of the same model."""
+    st = v.stats
+    releases = _releases_of(v)
+    target, ahead, theta = v.ahead - v.ready + 1 - 1 / 3, v.ahead - v.ready, st.abandon_rate
+    t = gone = 0.0
+    while True:
+        done = releases(t)
+        if done + gone >= target:
+            return t + st.answer_mean
+        gone += theta * dt * max(0.0, ahead - done - gone)
+        t += dt
+
+
+@pytest.mark.parametrize("v", [
+    _with_abandons(view(ahead=4, busy=[BusyAgent(0.0, talk_elapsed=10.0), BusyAgent(0.0, talk_elapsed=50.0)]),
+                   1.0, 60.0),
+    _with_abandons(view(ahead=6, ready=1, busy=[BusyAgent(10.0, talk_elapsed=10.0)], wrapup=10), 2.0, 100.0),
+    _with_abandons(view(ahead=3, busy=[BusyAgent(0.0, ringing=True, share=0.5)]), 1.0, 300.0),
+], ids=["two-talking", "ready-and-wrap-up", "shared-ringing"])
+def test_callers_ahead_who_give_up_bring_the_caller_forward(v):
+    no_abandons = QueueView(v.ahead, v.ready, v.busy, v.wrapup, HandleStats.prior(v.stats.talk_mean))
+    assert estimate_wait(v) < estimate_wait(no_abandons)
+    assert estimate_wait(v) == pytest.approx(_reference_wait_with_abandons(v), rel=0.03)
+
+
+def test_with_no_agent_at_all_each_caller_ahead_costs_a_whole_handle_time():
+    # answer 4 + (2 ahead + 1 - 1/3) x (4 + 100 talk + 0 wrap-up)
+    assert estimate_wait(view(ahead=2)) == pytest.approx(4 + (3 - 1 / 3) * 104)
