@@ -170,3 +170,23 @@ def test_position_announcements_carry_the_music_period_position_and_estimate():
     estimate = r.acd.waiting_view()[0]["wait_estimate"]
     assert estimate is not None
     assert update == cmd.UpdateHold("pbx2", "cleg-c1", HoldSpec("jazz", 30.0, 1, estimate))
+
+
+def test_a_pause_is_recorded_with_its_time_queues_and_reason_and_none_when_not_given():
+    r = Rig([Q(), Q("support")], [A("a1", queues=("sales", "support")), A("a2")])
+    r.clock.now = T + 12
+    out = r.run(r.acd.agent_pause("a1", "lunch"))
+    assert of(out, f.AgentPaused) == [f.AgentPaused(T + 12, "a1", ("sales", "support"), "lunch")]
+    out = r.run(r.acd.agent_pause("a2"))
+    assert of(out, f.AgentPaused) == [f.AgentPaused(T + 12, "a2", ("sales",), "")]
+    assert (r.acd.agent_state("a2")["state"], r.acd.agent_state("a2")["reason"]) == ("paused", "")
+
+
+def test_a_pause_reason_that_would_break_a_line_is_refused_naming_it():
+    from callcenterd.pbx.api import UnsafeValue
+
+    r = Rig([Q()], [A("a1")])
+    with pytest.raises(UnsafeValue) as err:
+        r.acd.agent_pause("a1", "lunch\r\nAction: Originate")
+    assert "pause reason" in str(err.value)
+    assert not r.acd.agent_state("a1")["paused"]

@@ -1,9 +1,10 @@
 """PBX down / up: re-adoption of waiting callers, restart, lost ringing legs."""
 
+import pytest
 from acd_harness import A, Q, Rig, hangups, leg_for, of, offered
 from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
-from callcenterd.pbx.api import CallerId, PbxSnapshot, WaitingCall
+from callcenterd.pbx.api import CallerId, LiveAgentLeg, PbxSnapshot, WaitingCall
 
 T0 = 1_700_000_000.0
 
@@ -176,3 +177,94 @@ def test_an_originate_timeout_withdraws_the_offer_without_blaming_the_agent():
     assert ring.reason == "pbx-timeout" and hangups(out) == []  # the driver hangs up a late leg itself
     assert offered(out) == [("c1", "a2")]
     assert not r.acd.agent_state("a1")["paused"] and r.acd.agent_state("a1")["missed"] == 0
+
+
+def test_a_held_caller_adopted_while_an_agent_is_free_is_offered_at_once():
+    r = Rig([Q()], [A("a1")])
+    out = r.run(r.acd.caller_held("pbx1", WaitingCall("leg-h", "sales", T0, call_id="held")))
+    assert offered(out) == [("held", "a1")]
+
+
+def _daemon_with_queues(*agents):
+    r = Rig([Q(), Q("support")], list(agents), login=False)
+    r.run(r.acd.pbx_down("pbx1"))
+    for a in agents:
+        r.run(r.acd.agent_login(a.id))
+    r.clock.now = T0 + 100
+    return r
+
+
+@pytest.mark.parametrize("live", [
+    LiveAgentLeg("al-x", "a1", call_id="gone"),  # answered or ringing, but bridged to nobody
+    LiveAgentLeg("al-x", "a9", call_id="c9", bridged_to="cl-9", queue="sales"),  # agent no longer configured
+    LiveAgentLeg("al-x", "b1", call_id="c9", bridged_to="cl-9", queue="sales"),  # agent of another node
+    LiveAgentLeg("al-x", "a1", call_id="early", bridged_to="cl-9", queue="sales"),  # call id of a caller we hold
+    LiveAgentLeg("al-x", "lone", call_id="c9", bridged_to="cl-9", queue="vip"),  # no queue to count it in
+])
+def test_an_agent_leg_the_daemon_cannot_take_back_is_hung_up_on_its_node(live):
+    r = _daemon_with_queues(A("a1"), A("b1", node="pbx2"), A("lone", queues=()))
+    r.call("sales", call_id="early")  # queued while the node was down
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"al-x", "cl-9", "cleg-early"}), agent_legs=(live,))))
+    assert cmd.Hangup("pbx1", "al-x", 16) in of(out, cmd.Hangup)
+    assert "al-x" not in {leg for a in r.acd.agents_view() for leg in a["call_ids"]}
+    assert r.acd.leg_hung_up("al-x", "answered") == []  # not tracked
+
+
+@pytest.mark.parametrize("live_queue, counted_in", [("support", "support"), ("", "sales"), ("gone", "sales")])
+def test_a_call_taken_back_after_a_restart_counts_in_its_queue_or_the_agents_first(live_queue, counted_in):
+    r = _daemon_with_queues(A("a1", queues=("sales", "support")))
+    snap = PbxSnapshot(legs=frozenset({"al-old", "cl-old"}),
+                       agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue=live_queue),))
+    r.run(r.acd.pbx_up("pbx1", snap))
+    r.clock.now += 30
+    out = r.run(r.acd.leg_hung_up("al-old", "answered"))  # the agent hangs up first
+    assert [(c.call_id, c.queue, c.agent, c.talk_s, c.by) for c in of(out, f.CallCompleted)] == [
+        ("old", counted_in, "a1", 30, "agent")]
+    assert of(out, cmd.Hangup) == [cmd.Hangup("pbx1", "cl-old", 16)]  # the caller's leg, on its node
+    assert r.acd.agent_state("a1")["calls"] == 1
+
+
+def test_callers_arriving_right_after_a_reconnect_are_listed_while_a_pre_crash_call_goes_on():
+    r = _restarted_daemon(agents=("a1",))
+    snap = PbxSnapshot(legs=frozenset({"al-old", "cl-old"}),
+                       agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue="sales"),))
+    r.run(r.acd.pbx_up("pbx1", snap))
+    r.call("sales", call_id="new")  # the same instant
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["new"]
+    r.clock.now += 5
+    r.call("sales", call_id="later")
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["new", "later"]
+
+
+def test_after_an_originate_timeout_the_agent_gets_the_caller_again_once_the_retry_delay_passes():
+    r = Rig([Q(retry_delay=1)], [A("a1")])
+    r.call("sales", call_id="c1")
+    out = r.run(r.acd.offer_lost(leg_for(r.out, "a1")))
+    assert offered(out) == []
+    assert offered(r.advance(0.5)) == []
+    assert offered(r.advance(0.5)) == [("c1", "a1")]
+
+
+def test_an_originate_timeout_for_a_leg_answered_or_gone_changes_nothing():
+    r = Rig([Q()], [A("a1")])
+    r.call("sales", call_id="c1")
+    leg = leg_for(r.out, "a1")
+    r.answer(leg)
+    assert r.acd.offer_lost(leg) == []
+    assert r.acd.offer_lost("cleg-c1") == [] and r.acd.offer_lost("no-such-leg") == []
+    assert r.acd.agent_state("a1")["state"] == "on-call"
+
+
+def test_a_caller_who_queued_during_the_outage_is_not_given_an_agent_still_on_a_pre_crash_call():
+    from callcenterd.pbx.api import DeviceStatus
+
+    r = _restarted_daemon()
+    r.call("sales", call_id="early")  # queued while the node was down
+    snap = PbxSnapshot(legs=frozenset({"cleg-early", "al-old", "cl-old", "cl-1"}),
+                       devices={"PJSIP/a1": DeviceStatus.NOT_INUSE, "PJSIP/a2": DeviceStatus.NOT_INUSE},
+                       agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue="sales"),),
+                       waiting=(WaitingCall("cl-1", "sales", T0 + 10, call_id="w1"),))
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert offered(out) == [("w1", "a2")]  # w1 was stamped before "early" arrived; a1 is talking
+    assert [e.call_id for e in of(out, f.CallerEnqueued)] == ["w1"]
+    assert r.acd.agent_state("a1")["call_ids"] == ["old"]

@@ -245,3 +245,37 @@ def test_wrapup_of_an_agent_without_answered_calls_or_with_a_call_still_up_links
     events = [AgentEvent(T, "3003", "wrap-up"), AgentEvent(T + 10, "3003", "available"),
               AgentEvent(T + 500, "2002", "wrap-up"), AgentEvent(T + 510, "2002", "available")]
     assert wrapup_by_call([still_up, left("c1", "abandoned", 9.0)], events) == {}
+
+
+# ------------------------------------------- the naive estimate, judged too
+def naive_morning():
+    """Mean talk: sales 90 s (60, 120), support 300 s (the overflowed caller it answered)."""
+    one = answered("n1", hold=10.0, talk=60.0)
+    one.position_at_entry, one.staffed_at_entry = 2, 1
+    one.queues[0].position, one.queues[0].staffed = 2, 1
+    two = answered("n2", hold=30.0, talk=120.0)
+    two.position_at_entry, two.staffed_at_entry = 1, 2
+    two.queues[0].position, two.queues[0].staffed = 1, 2
+    moved = answered("n3", hold=65.0, talk=300.0, queue="support")
+    moved.queue, moved.position_at_entry, moved.staffed_at_entry = "sales", 3, 1
+    moved.queues = [QueueSegment("sales", T, position=3, staffed=1, result="timeout", left_at=T + 60,
+                                 overflow_to="support"),
+                    QueueSegment("support", T + 60, position=1, staffed=1, result="answered", left_at=T + 65)]
+    talking = answered("n4", hold=5.0)
+    talking.talk_s = talking.ended_at = None  # still talking when the report ran
+    return [one, two, moved, talking]
+
+
+def test_the_naive_formula_is_scored_per_queue_with_the_mean_talk_of_the_queue_that_answered():
+    rows = by_key(compute_kpis(naive_morning(), "queue", KpiSettings()))
+    # sales: 2 x 90 / 1 = 180 for a 10 s wait, 1 x 90 / 2 = 45 for a 30 s wait
+    assert (rows["sales"].naive_samples, rows["sales"].naive_mae_s, rows["sales"].naive_bias_s) == (2, 92.5, 92.5)
+    # support: 1 x 300 / 1 for a 5 s wait
+    assert (rows["support"].naive_samples, rows["support"].naive_mae_s) == (1, 295.0)
+
+
+@pytest.mark.parametrize("by", ["total", "interval"])
+def test_the_naive_formula_is_scored_in_total_and_per_interval_from_the_first_queue(by):
+    (row,) = compute_kpis(naive_morning(), by, KpiSettings(), tz=UTC)
+    # 180 - 10, 45 - 30, and the moved caller: 3 x 90 (sales, where it entered) / 1 - 65 held
+    assert (row.naive_samples, row.naive_mae_s, row.naive_bias_s) == (3, 130.0, 130.0)

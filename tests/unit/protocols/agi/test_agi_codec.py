@@ -215,3 +215,73 @@ _safe_text = st.text(st.characters(blacklist_characters="\r\n\x00", blacklist_ca
 def test_any_safe_value_arrives_as_one_argument(a, b):
     line = build_command("EXEC", "Playback", quote(a), b).decode()
     assert split_args(line) == ["EXEC", "Playback", a, b]
+
+
+# ------------------------------------------------- what a session would notice
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b"agi_calleridname: Jos\xe9\n", ("agi_calleridname", "Jos\ufffd")),  # Latin-1 from a trunk
+        (b"agi_calleridname: \xff\xfe\n", ("agi_calleridname", "\ufffd\ufffd")),
+        (b"agi_arg_1: first arg \n", ("agi_arg_1", "first arg ")),  # a trailing space is the caller's
+        (b"agi_calleridname: MAX\n", ("agi_calleridname", "MAX")),
+        (b"agi_arg_1: tab\t\n", ("agi_arg_1", "tab\t")),
+    ],
+)
+def test_environment_values_arrive_exactly_as_sent_whatever_their_encoding(line, expected):
+    assert parse_env_line(line) == expected
+
+
+def test_a_reply_in_a_broken_encoding_is_still_read():
+    reply = ReplyDecoder().feed(b"200 result=1 (Jos\xe9)\n")
+    assert reply.result == 1 and reply.data == "Jos\ufffd"
+
+
+def test_a_usage_block_keeps_its_text_verbatim():
+    decoder = ReplyDecoder()
+    decoder.feed(b"520-Invalid command syntax.  Proper usage follows:\n")
+    decoder.feed(b" Usage: GET DATA <file> [timeout] [maxdigits] \n")  # trailing space, as res_agi prints it
+    decoder.feed(b" Returns <digits> or X\n")
+    reply = decoder.feed(b"520 End of proper usage.\n")
+    assert reply.text.splitlines()[1:] == [" Usage: GET DATA <file> [timeout] [maxdigits] ", " Returns <digits> or X",
+                                           "End of proper usage."]
+
+
+def _usage_block_of(size):
+    """A 520 block of exactly ``size`` bytes, as lines."""
+    first, last = b"520-Invalid command syntax.  Proper usage follows:\n", b"520 End of proper usage.\n"
+    filler = size - len(first) - len(last)
+    lines = [b"x" * 99 + b"\n"] * (filler // 100)
+    if filler % 100:
+        lines.append(b"y" * (filler % 100 - 1) + b"\n")
+    return [first, *lines, last]
+
+
+def test_a_usage_block_of_64_kib_is_read_and_one_byte_more_is_refused():
+    decoder = ReplyDecoder()
+    replies = [decoder.feed(line) for line in _usage_block_of(65536)]
+    assert replies[-1].code == 520 and replies[:-1] == [None] * (len(replies) - 1)
+    decoder = ReplyDecoder()
+    with pytest.raises(ProtocolError):
+        for line in _usage_block_of(65537):
+            decoder.feed(line)
+
+
+@pytest.mark.parametrize("parse, line", [
+    (lambda line: parse_env_line(line.encode()), "GET / HTTP/1.1"),
+    (parse_reply_line, "HTTP/1.1 400 Bad Request"),
+    (parse_reply_line, "200 endpos=12"),
+])
+def test_a_line_that_breaks_the_protocol_is_quoted_in_the_error(parse, line):
+    with pytest.raises(ProtocolError) as err:
+        parse(line)
+    assert repr(line) in str(err.value)
+
+
+def test_a_command_verb_carrying_a_newline_is_refused_naming_it():
+    with pytest.raises(UnsafeValue) as err:
+        build_command("GET VARIABLE\nEXEC System", "X")
+    assert "AGI command" in str(err.value)
+    with pytest.raises(UnsafeValue) as err:
+        build_command("GET VARIABLE", "X\nEXEC System")
+    assert "AGI argument" in str(err.value)

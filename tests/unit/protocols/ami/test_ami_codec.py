@@ -15,6 +15,7 @@ from callcenterd.protocols.ami.codec import (
     Message,
     encode_action,
     encode_message,
+    frames_of,
 )
 from callcenterd.protocols.errors import ProtocolError
 from tests.fakes.ami_server import FIXTURES
@@ -390,3 +391,72 @@ def test_any_chunking_gives_what_one_read_gives(parts, size):
     got, _ = _feed_in_chunks(dec, data, size)
     assert [(m.kind, m.name, m.pairs) for m in got] == expected
     assert (dec.buffered, dec.skipped) == (whole.buffered, whole.skipped)
+
+
+# ------------------------------------- details a driver or an operator would see
+def test_a_message_built_from_pairs_is_what_it_says_and_encodes_to_the_wire():
+    msg = Message.from_pairs([("Event", "Hangup"), ("Channel", "PJSIP/1001-0001"), ("Cause", 16)])
+    assert (msg.kind, msg.name, msg.is_event, msg["Cause"]) == ("Event", "Hangup", True, "16")
+    assert list(msg) == [("Event", "Hangup"), ("Channel", "PJSIP/1001-0001"), ("Cause", "16")]
+    assert msg.encode() == b"Event: Hangup\r\nChannel: PJSIP/1001-0001\r\nCause: 16\r\n\r\n"
+    assert frames_of([msg, msg]) == msg.encode() * 2
+    assert msg == decode_all(msg.encode(), banner=False)[0]
+    assert msg != Message.from_pairs([("Event", "Hangup")]) and msg != "Event: Hangup"
+
+
+def test_an_exact_header_name_wins_over_one_that_differs_only_in_case():
+    (msg,) = decode_all(b"Event: X\r\nuniqueid: low\r\nUniqueid: exact\r\n\r\n", banner=False)
+    assert (msg.get("Uniqueid"), msg.get("uniqueid"), msg.get("UNIQUEID")) == ("exact", "low", "low")
+    with pytest.raises(KeyError, match="Linkedid"):
+        msg["Linkedid"]
+
+
+def test_a_lenient_body_line_splits_at_its_first_colon():
+    (msg,) = decode_all(b"Event: X\r\nVariable:CC_QUEUE=sales:east\r\n\r\n", banner=False)
+    assert msg.get("Variable") == "CC_QUEUE=sales:east"
+
+
+@pytest.mark.parametrize("frame, kind, name", [
+    (b"Action: Queue:Add\r\nQueue: x\r\n\r\n", "Action", "Queue:Add"),  # a colon in the first value
+    (b"X-Trace: abc\r\n\r\n", "X-Trace", "abc"),
+    (b"Action: Jos\xe9\r\n\r\n", "Action", "Jos\ufffd"),
+])
+def test_a_frame_that_is_neither_event_nor_response_keeps_its_first_line(frame, kind, name):
+    (msg,) = decode_all(frame, banner=False)
+    assert (msg.kind, msg.name) == (kind, name)
+
+
+def test_every_garbage_frame_is_skipped_counted_and_reported_with_a_reason():
+    skipped = []
+    dec = AmiDecoder(expect_banner=False, on_skip=lambda frame, why: skipped.append((frame, why)))
+    msgs = dec.feed(b" Event: Indented\r\n\r\nnot a key: v\r\n\r\nEvent: Hangup\r\n\r\n")
+    assert [m.name for m in msgs] == ["Hangup"] and dec.skipped == 2
+    assert [frame for frame, _ in skipped] == [b" Event: Indented", b"not a key: v"]
+    assert all(isinstance(why, str) and why for _, why in skipped)
+
+
+def test_booleans_and_numbers_are_written_as_asterisk_reads_them():
+    assert encode_action("Originate", [("Async", False), ("Timeout", 30000), ("EarlyMedia", True)]) == (
+        b"Action: Originate\r\nAsync: false\r\nTimeout: 30000\r\nEarlyMedia: true\r\n\r\n")
+
+
+@pytest.mark.parametrize("call, label", [
+    (lambda: encode_action("Setvar", [("Value", "a\r\nb")]), "header Value"),
+    (lambda: encode_action("Setvar", [("Va\r\nlue", "x")]), "header name"),
+    (lambda: encode_action("Setvar", [("Va lue", "x")]), "header name"),
+    (lambda: encode_action("Ping", action_id="a\r\nb"), "ActionID"),
+])
+def test_a_refused_header_is_named(call, label):
+    with pytest.raises(UnsafeValue) as err:
+        call()
+    assert label in str(err.value)
+
+
+def test_a_header_name_that_is_not_text_is_refused_as_unsafe():
+    with pytest.raises(UnsafeValue):
+        encode_action("Ping", [(7, "x")])
+
+
+def test_a_smuggled_action_id_is_refused_naming_it():
+    with pytest.raises(ValueError, match="ActionID"):
+        encode_action("Ping", [("ActionID", "x")], action_id="y")

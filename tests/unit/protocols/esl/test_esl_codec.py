@@ -385,3 +385,83 @@ def test_blank_lines_between_frames_are_tolerated(blank):
         msgs = dec.feed(stream[:cut]) + dec.feed(stream[cut:])
         assert [m.content_type for m in msgs] == ["command/reply", "api/response", "command/reply"]
         assert msgs[1].body == b"+OK" and dec.buffered == 0
+
+
+# ------------------------------------- details a driver or an operator would see
+def test_a_value_in_a_broken_encoding_is_still_read():
+    assert fs_url_decode("Jos%E9") == "Jos\ufffd"
+
+
+def _xml(inner: str) -> bytes:
+    return f"<event>{inner}</event>".encode()
+
+
+def test_xml_events_decode_like_the_others():
+    ev = EslEvent.from_xml(_xml("<headers><Event-Name>CUSTOM</Event-Name><Caller-Name/></headers>"))
+    assert (ev.name, ev.headers["Caller-Name"], ev.body, ev.format) == ("CUSTOM", "", "", "xml")
+    assert "Content-Length" not in ev
+    ev = EslEvent.from_xml(_xml("<body>+OK</body>"))  # a job result with no headers block
+    assert (ev.headers, ev.body) == ({"Content-Length": "3"}, "+OK")
+    ev = EslEvent.from_xml(_xml("<headers/><Content-Length>3</Content-Length><body>Jo\u00e9!</body>"))
+    assert (ev.body, ev.headers["Content-Length"]) == ("Jo\ufffd", "3")  # cut inside the é, as FreeSWITCH counted
+
+
+def test_a_broken_xml_event_is_a_protocol_error_saying_so():
+    with pytest.raises(ProtocolError) as err:
+        EslEvent.from_xml(b"<event><headers>")
+    assert "bad XML event" in str(err.value)
+
+
+def test_an_absent_header_or_variable_gives_the_default():
+    ev = EslEvent({"Event-Name": "CHANNEL_ANSWER", "variable_cc_queue": "sales"})
+    assert (ev.get("Event-Name"), ev.get("Nope", "dflt"), ev.get("Nope")) == ("CHANNEL_ANSWER", "dflt", None)
+    assert (ev.variable("cc_queue"), ev.variable("cc_agent", "none"), ev.variable("cc_agent")) == ("sales", "none",
+                                                                                                  None)
+    assert "Event-Name" in ev and "Unique-ID" not in ev
+
+
+def test_a_serialized_event_has_no_body_unless_given_one_and_one_content_length():
+    assert encode_event_plain({"Event-Name": "CUSTOM"}) == b"Event-Name: CUSTOM\n\n"
+    assert encode_event_plain({"Event-Name": "CUSTOM", "Content-Length": "99"}, "hi") == (
+        b"Event-Name: CUSTOM\nContent-Length: 2\n\nhi")
+
+
+def test_a_channel_uuid_with_a_space_or_a_newline_is_refused_naming_it():
+    for bad in ("abc def", "abc\ncall-command: hangup"):
+        with pytest.raises(UnsafeValue) as err:
+            encode_sendmsg(bad, "execute")
+        assert "channel uuid" in str(err.value)
+
+
+@pytest.mark.parametrize("raw, headers, body", [
+    (b"Event-Name: BACKGROUND_JOB\nContent-Length: 11\n\n+OK a\n\nb\n\nc\n", None, "+OK a\n\nb\n\nc"),  # blank lines in the body
+    (b"Event-Name: CUSTOM\n", {"Event-Name": "CUSTOM"}, ""),  # no blank line, no body
+    (b"Event-Name: CUSTOM", {"Event-Name": "CUSTOM"}, ""),  # not even the last newline
+    (b"\n\nhello", {}, "hello"),  # a body and nothing else
+    (b"Caller-Caller-ID-Name: Smith%3A%20John\nEvent-Name: X\n\n", {"Caller-Caller-ID-Name": "Smith: John",
+                                                                    "Event-Name": "X"}, ""),
+    (b"Event-Name: X\nvariable_sip_h_X-Tag:a:b\n\n", {"Event-Name": "X", "variable_sip_h_X-Tag": "a:b"}, ""),
+    (b"Event-Name: X\nvariable_pct: %2541\n\n", {"Event-Name": "X", "variable_pct": "%41"}, ""),  # decoded once
+    (b"Event-Name: X\nCaller-Caller-ID-Name: Jos%E9\n\n", {"Event-Name": "X", "Caller-Caller-ID-Name": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nCaller-Caller-ID-Name: Jos\xe9\n\n", {"Event-Name": "X", "Caller-Caller-ID-Name": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nA: line%0Abreak\nB: Jos%E9\n\n", {"Event-Name": "X", "A": "line\nbreak", "B": "Jos\ufffd"}, ""),
+    (b"Event-Name: X\nContent-Length: 3\n\nJo\xe9", None, "Jo\ufffd"),
+])
+def test_plain_events_decode_exactly(raw, headers, body):
+    ev = EslEvent.from_plain(raw)
+    if headers is not None:
+        assert ev.headers == headers
+    assert (ev.body, ev.format) == (body, "plain")
+
+
+def test_a_plain_event_line_without_a_colon_is_a_protocol_error_quoting_it():
+    with pytest.raises(ProtocolError) as err:
+        EslEvent.from_plain(b"Event-Name: X\nno colon here\n\n")
+    assert "'no colon here'" in str(err.value)
+
+
+def test_json_events_are_written_as_freeswitch_writes_them():
+    assert encode_event_json({"Event-Name": "CUSTOM", "Caller-Name": "Jos\u00e9", "Content-Length": "99"}) == (
+        '{"Event-Name":"CUSTOM","Caller-Name":"Jos\u00e9"}'.encode())
+    assert encode_event_json({"Event-Name": "CUSTOM"}, "h\u00e9") == (
+        '{"Event-Name":"CUSTOM","Content-Length":"3","_body":"h\u00e9"}'.encode())

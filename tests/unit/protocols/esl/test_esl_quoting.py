@@ -124,3 +124,43 @@ def test_any_value_round_trips_through_originate(variables):
 def test_any_args_round_trip_through_blank_split(args):
     line = " ".join(esl_quote_arg(a) for a in args)
     assert fs_separate_string(line, " ") == args
+
+
+# ------------------------------------- what an operator reads when one is refused
+@pytest.mark.parametrize("call, label", [
+    (lambda: esl_quote_var("a\r\nb"), "channel variable value"),
+    (lambda: esl_quote_arg("a\r\nb"), "API argument"),
+    (lambda: esl_originate_vars({"a\r\nb": "v"}), "channel variable name"),
+])
+def test_a_refused_value_is_named_but_never_echoed(call, label):
+    with pytest.raises(UnsafeValue) as err:
+        call()
+    assert label in str(err.value) and "\n" not in str(err.value) and "a\\r\\nb" not in str(err.value)
+
+
+def test_a_value_that_would_expand_a_variable_is_refused_saying_why():
+    with pytest.raises(UnsafeValue) as err:
+        esl_quote_var("${system(id)}")
+    assert "channel variable value contains '${'" in str(err.value)
+
+
+def test_a_bad_variable_name_is_refused_naming_it():
+    with pytest.raises(UnsafeValue) as err:
+        esl_originate_vars({"a b": "v"})
+    assert "bad channel variable name 'a b'" in str(err.value)
+
+
+def test_nested_brackets_are_balanced_and_a_close_before_its_open_is_not():
+    assert fs_parse_brackets("{v=" + esl_quote_var("a{b{c}}d") + "}sofia/x")[0] == {"v": "a{b{c}}d"}
+    for bad in ("{}}{", "a]b[", "><"):
+        with pytest.raises(UnsafeValue) as err:
+            esl_quote_var(bad)
+        assert "unbalanced" in str(err.value)
+
+
+def test_no_variables_give_no_braces():
+    assert esl_originate_vars({}) == ""
+
+
+def test_an_argument_with_capital_letters_is_not_quoted():
+    assert esl_quote_arg("MAX") == "MAX" and esl_quote_arg("Available") == "Available"
