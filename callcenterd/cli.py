@@ -75,7 +75,7 @@ def register_check(subparsers: Subparsers) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from callcenterd.config import ConfigError, load_config
+    from callcenterd.config import ConfigError
 
     try:
         config, campaigns = load_with_campaigns(args)

@@ -1,6 +1,5 @@
 """The CLI commands against a real API server running in a background thread."""
 
-import argparse
 import asyncio
 import json
 import socket
@@ -8,11 +7,11 @@ import threading
 
 import pytest
 
-from callcenterd.api.cli_commands import format_duration, format_table, register
+from callcenterd.api.cli_commands import format_duration, format_table
 from callcenterd.api.client import TOKEN_ENV, ApiClient, ApiError, TokenError, load_token
 from callcenterd.api.http import ApiServer, build_app
 
-TOKEN = "cli-test-token"
+from tests.unit.api.conftest import TOKEN
 
 
 class UnknownAgent(KeyError):
@@ -81,18 +80,6 @@ def server():
     loop.close()
 
 
-@pytest.fixture
-def cli(monkeypatch):
-    monkeypatch.delenv("CALLCENTERD_API_URL", raising=False)
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    parser = argparse.ArgumentParser(prog="callcenterd")
-    register(parser.add_subparsers(dest="command", required=True))
-
-    def run(*argv):
-        args = parser.parse_args(list(argv))
-        return args.func(args)
-
-    return run
 
 
 def test_agent_actions_reach_the_core(server, cli, capsys):

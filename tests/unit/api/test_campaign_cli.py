@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from callcenterd.api.http import ApiServer, build_app
-from tests.unit.api.test_api_cli import TOKEN, FakeControl, cli  # noqa: F401  (fixture)
+from tests.unit.api.conftest import TOKEN
+from tests.unit.api.test_api_cli import FakeControl
 
 
 class FakeCampaigns:
