@@ -263,3 +263,23 @@ def test_the_pause_reason_is_in_the_agent_state_fact_and_views():
 
 
 
+
+
+def test_callers_wait_on_when_the_last_agent_pauses_in_a_queue_that_never_empties():
+    r = Rig([Q(leave_empty="no")], [A("a1")])
+    r.call("sales", call_id="c0")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("sales", call_id="c1")
+    out = r.run(r.acd.agent_pause("a1", "break"))
+    assert of(out, f.CallerExitEmpty) == [] and [w["call_id"] for w in r.acd.waiting_view()] == ["c1"]
+
+
+def test_equally_skilled_agents_take_the_queues_own_skill_by_idle_time_then_config_order():
+    q = Q(strategy=Strategy.SKILLS, skills={"fr": 1})
+    r = Rig([q], [A("zed", skills={"fr": 5}), A("amy", skills={"fr": 5}), A("bob", skills={"fr": 5})], login=False)
+    r.run(r.acd.agent_login("amy"))
+    r.clock.now += 5
+    r.run(r.acd.agent_login("zed"))
+    r.run(r.acd.agent_login("bob"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "amy")]  # idle the longest
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "zed")]  # same idle time as bob: listed first
