@@ -213,3 +213,20 @@ def test_logging_back_in_during_a_call_cancels_the_pending_logout():
     r.hangup("cleg-c1")
     assert r.acd.agent_state("a1")["state"] == "available"
     assert offered(r.call("sales", call_id="c2")) == [("c2", "a1")]
+
+
+def test_each_change_of_an_agents_shown_state_is_recorded_once_with_its_time():
+    r = Rig([Q()], [A("a1")], login=False)
+    r.clock.now = T + 3
+    r.run(r.acd.agent_login("a1"))
+    r.clock.now = T + 7
+    r.run(r.acd.agent_pause("a1", "lunch"))
+    r.run(r.acd.device_state("PJSIP/a1", DeviceStatus.INUSE))  # no change shown
+    r.run(r.acd.device_state("PJSIP/a1", DeviceStatus.NOT_INUSE))
+    r.clock.now = T + 9
+    r.run(r.acd.agent_unpause("a1"))
+    assert of(r.out, f.AgentStateChanged) == [
+        f.AgentStateChanged(T + 3, "a1", "available", ""),
+        f.AgentStateChanged(T + 7, "a1", "paused", "lunch"),
+        f.AgentStateChanged(T + 9, "a1", "available", ""),
+    ]

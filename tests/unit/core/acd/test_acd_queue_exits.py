@@ -127,3 +127,18 @@ def test_skill_levels_go_from_1_to_10():
 def test_a_caller_asking_less_than_the_queue_requires_gets_the_queue_level():
     r = Rig([Q(skills={"billing": 8})], [A("b5", skills={"billing": 5}), A("b8", skills={"billing": 8})])
     assert offered(r.call("sales", call_id="c1", skills={"billing": 3})) == [("c1", "b8")]
+
+
+@pytest.mark.parametrize("skills, priority, message", [
+    ({"": 3}, 0, "caller skill '': level must be an integer 1..10, got 3"),
+    ({5: 3}, 0, "caller skill 5: level must be an integer 1..10, got 3"),
+    ({"fr": 0}, 0, "caller skill 'fr': level must be an integer 1..10, got 0"),
+    ({"fr": "3"}, 0, "caller skill 'fr': level must be an integer 1..10, got '3'"),
+    ({}, "high", "priority must be an integer, got 'high'"),
+])
+def test_a_caller_with_a_bad_skill_or_priority_is_refused_saying_which(skills, priority, message):
+    r = Rig([Q()], [A("a1")])
+    with pytest.raises(ValueError) as err:
+        r.acd.call_waiting("c1", "cleg-c1", "pbx1", "sales", skills=skills, priority=priority)
+    assert message in str(err.value)
+    assert r.acd.waiting_view() == []

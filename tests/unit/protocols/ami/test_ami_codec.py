@@ -460,3 +460,9 @@ def test_a_header_name_that_is_not_text_is_refused_as_unsafe():
 def test_a_smuggled_action_id_is_refused_naming_it():
     with pytest.raises(ValueError, match="ActionID"):
         encode_action("Ping", [("ActionID", "x")], action_id="y")
+
+
+def test_the_action_id_of_a_built_or_a_broken_message_is_read():
+    assert Message.from_pairs([("Response", "Success"), ("ActionID", "cc-7")]).action_id == "cc-7"
+    (msg,) = decode_all(b"Response: Success\r\nActionID: cc-\xe9\r\nEventList: start\r\n\r\n", banner=False)
+    assert (msg.action_id, msg.event_list) == ("cc-\ufffd", "start")
