@@ -283,3 +283,49 @@ def test_equally_skilled_agents_take_the_queues_own_skill_by_idle_time_then_conf
     r.run(r.acd.agent_login("bob"))
     assert offered(r.call("sales", call_id="c1")) == [("c1", "amy")]  # idle the longest
     assert offered(r.call("sales", call_id="c2")) == [("c2", "zed")]  # same idle time as bob: listed first
+
+
+def test_a_caller_readopted_after_a_restart_keeps_the_skill_relaxation_it_had_earned():
+    from callcenterd.pbx.api import PbxSnapshot, WaitingCall
+
+    q = Q(strategy=Strategy.LINEAR, skills={"fr": 5}, skill_relax=((30, 1), (60, 2), (60, 3), (120, 4)))
+    r = Rig([q], [A("fr1", skills={"fr": 1}), A("fr2", skills={"fr": 2})])
+    now = r.clock.now
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
+                                                 waiting=(WaitingCall("leg-a", "sales", now - 60, call_id="a"),))))
+    assert offered(out) == [("a", "fr2")]  # waited exactly 60 s: three steps, fr 5 - 3
+
+
+def test_once_relaxation_drops_a_queue_skill_any_agent_of_the_queue_may_take_the_caller():
+    r = Rig([Q(skills={"fr": 1}, skill_relax=((10, 1),))], [A("en")])
+    assert offered(r.call("sales", call_id="c1")) == []
+    assert offered(r.advance(10)) == [("c1", "en")]
+
+
+def test_the_skills_strategy_ranks_by_the_queues_own_skill_when_the_caller_brings_none():
+    r = Rig([Q(strategy=Strategy.SKILLS, skills={"fr": 2})], [A("good", skills={"fr": 3}), A("best", skills={"fr": 9})],
+            login=False)
+    r.run(r.acd.agent_login("good"))
+    r.clock.now += 30  # good has waited longer; best is the most fluent
+    r.run(r.acd.agent_login("best"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "best")]
+
+
+def test_ring_all_adds_a_newly_free_agent_of_the_tier_already_ringing():
+    r = Rig([Q(strategy=Strategy.RING_ALL, ring_time=60)],
+            [A("senior", penalty={"sales": 1}), A("second", penalty={"sales": 1}), A("junior", penalty={"sales": 2})],
+            login=False)
+    r.run(r.acd.agent_login("senior"))
+    r.run(r.acd.agent_login("junior"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "senior")]  # the lowest tier there is
+    assert offered(r.run(r.acd.agent_login("second"))) == [("c1", "second")]  # same tier: joins the ring
+
+
+def test_a_caller_readopted_after_a_long_wait_still_rings_one_agent_at_a_time():
+    from callcenterd.pbx.api import PbxSnapshot, WaitingCall
+
+    r = Rig([Q()], [A("a1"), A("a2")])
+    now = r.clock.now
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
+                                                 waiting=(WaitingCall("leg-a", "sales", now - 45, call_id="a"),))))
+    assert offered(out) == [("a", "a1")]
