@@ -329,3 +329,37 @@ def test_a_caller_readopted_after_a_long_wait_still_rings_one_agent_at_a_time():
     out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
                                                  waiting=(WaitingCall("leg-a", "sales", now - 45, call_id="a"),))))
     assert offered(out) == [("a", "a1")]
+
+
+# ----------------------------------------------- several things to do in one event
+def test_an_agent_leaving_two_queues_empties_each_that_must_empty():
+    r = Rig([Q("aaa", leave_empty="strict"), Q("bbb", leave_empty="yes"), Q("ccc", leave_empty="strict")],
+            [A("a1", queues=("aaa", "bbb", "ccc")), A("b2", queues=("bbb",))])
+    r.run(r.acd.agent_pause("b2", "lunch"))  # bbb keeps a logged-in agent
+    r.call("bbb", call_id="in-b")  # a1 rings for it
+    r.call("ccc", call_id="in-c")
+    out = r.run(r.acd.agent_logout("a1"))  # aaa has no line at all; bbb waits for b2
+    assert [e.call_id for e in of(out, f.CallerExitEmpty)] == ["in-c"]
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["in-b"]
+
+
+def test_a_caller_leaving_an_empty_queue_is_offered_at_once_in_its_overflow_queue():
+    r = Rig([Q(leave_empty="strict", overflow_queue="backup"), Q("backup")],
+            [A("a1"), A("b1", queues=("backup",))])
+    r.call("sales", call_id="c0")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("backup", call_id="c1")
+    r.answer(leg_for(r.out, "b1"))
+    r.call("sales", call_id="c2")
+    r.hangup("cleg-c1")  # b1 is free again, nobody waits in backup
+    out = r.run(r.acd.agent_pause("a1", "break"))  # sales is empty: c2 moves to backup
+    assert offered(out) == [("c2", "b1")]
+
+
+def test_an_agent_freed_by_an_originate_timeout_takes_the_next_caller_in_the_same_step():
+    r = Rig([Q(retry_delay=5)], [A("a1"), A("a2")])
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    r.call("sales", call_id="c3")
+    out = r.run(r.acd.offer_lost(leg_for(r.out, "a1", "c1")))
+    assert offered(out) == [("c3", "a1")]  # not c1 again for 5 s, and a2 is ringing for c2
