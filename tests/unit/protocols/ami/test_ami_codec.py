@@ -466,3 +466,39 @@ def test_the_action_id_of_a_built_or_a_broken_message_is_read():
     assert Message.from_pairs([("Response", "Success"), ("ActionID", "cc-7")]).action_id == "cc-7"
     (msg,) = decode_all(b"Response: Success\r\nActionID: cc-\xe9\r\nEventList: start\r\n\r\n", banner=False)
     assert (msg.action_id, msg.event_list) == ("cc-\ufffd", "start")
+
+
+def test_a_peer_that_opens_with_a_blank_line_is_not_an_ami_server():
+    with pytest.raises(ProtocolError):
+        AmiDecoder().feed(b"\r\nAsterisk Call Manager/11.0.0\r\n")
+
+
+def test_a_banner_may_take_a_kibibyte_and_no_more_and_the_error_says_so():
+    from callcenterd.protocols.ami.codec import MAX_BANNER_BYTES
+
+    assert AmiDecoder().feed(b"x" * MAX_BANNER_BYTES) == []
+    with pytest.raises(ProtocolError, match=f"no AMI banner in the first {MAX_BANNER_BYTES + 1} bytes"):
+        AmiDecoder().feed(b"x" * (MAX_BANNER_BYTES + 1))
+
+
+def test_a_banner_with_a_broken_byte_is_still_read():
+    dec = AmiDecoder()
+    dec.feed(b"Asterisk Call Manager/11.0.0 \xff\r\n")
+    assert dec.banner == "Asterisk Call Manager/11.0.0 \ufffd"
+
+
+@pytest.mark.parametrize("banner", [b"", BANNER])
+def test_a_partial_frame_may_reach_the_limit_and_no_further(banner):
+    dec = AmiDecoder(expect_banner=bool(banner), max_frame=100)
+    assert dec.feed(banner + b"Event: Big\r\nX: " + b"y" * (100 - 15)) == []
+    assert dec.buffered == 100
+    with pytest.raises(ProtocolError):
+        dec.feed(b"y")
+    assert dec.buffered == 0  # nothing kept once refused
+
+
+def test_every_byte_fed_is_searched_at_least_once():
+    dec = AmiDecoder(expect_banner=False)
+    data = b"Event: A\r\nX: 1\r\n\r\n" * 50 + b"Event: Half\r\n"
+    _feed_in_chunks(dec, data, 7)
+    assert len(data) <= dec.scanned <= 2 * len(data) + 3 * (len(data) // 7 + 1)
