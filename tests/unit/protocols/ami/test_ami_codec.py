@@ -502,3 +502,39 @@ def test_every_byte_fed_is_searched_at_least_once():
     data = b"Event: A\r\nX: 1\r\n\r\n" * 50 + b"Event: Half\r\n"
     _feed_in_chunks(dec, data, 7)
     assert len(data) <= dec.scanned <= 2 * len(data) + 3 * (len(data) // 7 + 1)
+
+
+def test_event_and_response_names_in_a_broken_encoding_are_still_read():
+    msgs = decode_all(b"Event: Jos\xe9\r\n\r\nResponse: Succ\xe9ss\r\n\r\n", banner=False)
+    assert [(m.kind, m.name, m.defective) for m in msgs] == [("Event", "Jos\ufffd", False),
+                                                             ("Response", "Succ\ufffdss", False)]
+    assert not Message.from_pairs([("Event", "X")]).defective
+
+
+def test_a_frame_read_at_once_is_searched_once_and_split_once():
+    frame = b"Event: A\r\nX: 1\r\n\r\n"
+    dec = AmiDecoder(expect_banner=False)
+    dec.feed(frame)
+    assert dec.scanned == 2 * len(frame)
+
+
+def test_a_frame_started_in_the_banners_read_ends_in_the_next_one():
+    dec = AmiDecoder()
+    assert dec.feed(BANNER + b"Event: FullyBooted\r\n") == []
+    assert [m.name for m in dec.feed(b"Status: Fully Booted\r\n\r\n")] == ["FullyBooted"]
+
+
+def test_frames_of_exactly_the_limit_pass_and_a_longer_tail_is_refused_at_once():
+    content = b"Event: Big\r\nX: " + b"y" * 85  # 100 bytes, then the blank line
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    assert [m.name for m in dec.feed(content + b"\r\n\r\n")] == ["Big"]
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    assert [m.name for m in dec.feed(b"Event: A\r\n\r\n" + b"z" * 100)] == ["A"]  # a tail at the limit waits
+    assert dec.buffered == 100
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    with pytest.raises(ProtocolError, match="exceeds 100"):
+        dec.feed(b"Event: A\r\n\r\n" + b"z" * 101)
+    assert dec.buffered == 0
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    with pytest.raises(ProtocolError, match="exceeds 100"):
+        dec.feed(b"Event: A\r\n" + b"z" * 200 + b"\r\n\r\n")
