@@ -156,8 +156,6 @@ class AgentLifecycle(AcdState):
         ready = staffed and self._is_ready(a, now)
         was_staffed, was_ready = a.indexed_staffed, a.indexed_ready
         if staffed != was_staffed or ready != was_ready or (ready and a.key_dirty):
-            was_busy = was_staffed and not was_ready
-            busy = staffed and not ready
             slots = self._slots.get(a.id)
             if slots is None:
                 node = a.spec.node
@@ -165,7 +163,6 @@ class AgentLifecycle(AcdState):
                                               self._queues[qn].leave_empty) for qn in a.spec.queues]
             for qn, st, idx, leave_empty in slots:
                 st.staffed += staffed - was_staffed
-                st.busy += busy - was_busy
                 if ready:
                     idx.add(a.id, a.spec.skills, a.idle_since, a.order)
                 elif was_ready:

@@ -91,7 +91,6 @@ class WaitingLine:
 
 @dataclass(slots=True)
 class StaffStats:
-    """Per (node, queue): staffed agents, and how many of them are busy."""
+    """Per (node, queue): staffed agents (the estimate asks _busy_agents who is busy)."""
 
     staffed: int = 0
-    busy: int = 0  # staffed but not ready (ringing, on call, wrap-up, back-off)

@@ -190,3 +190,43 @@ def test_a_pause_reason_that_would_break_a_line_is_refused_naming_it():
         r.acd.agent_pause("a1", "lunch\r\nAction: Originate")
     assert "pause reason" in str(err.value)
     assert not r.acd.agent_state("a1")["paused"]
+
+
+def test_logging_in_again_keeps_an_agents_place_and_records_nothing():
+    r = Rig([Q()], [A("a1"), A("a2")], login=False)
+    out = r.run(r.acd.agent_login("a1"))
+    assert of(out, f.AgentLoggedIn) == [f.AgentLoggedIn(T, "a1", ("sales",))]
+    r.clock.now = T + 10
+    r.run(r.acd.agent_login("a2"))
+    r.clock.now = T + 20
+    assert r.acd.agent_login("a1") == []
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "a1")]  # still idle the longest
+
+
+def test_logging_back_in_during_a_call_cancels_the_pending_logout():
+    r = Rig([Q()], [A("a1")])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "a1"))
+    r.run(r.acd.agent_logout("a1"))
+    out = r.run(r.acd.agent_login("a1"))
+    assert of(out, f.AgentLoggedIn) == []  # it never left
+    r.hangup("cleg-c1")
+    assert r.acd.agent_state("a1")["state"] == "available"
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "a1")]
+
+
+def test_each_change_of_an_agents_shown_state_is_recorded_once_with_its_time():
+    r = Rig([Q()], [A("a1")], login=False)
+    r.clock.now = T + 3
+    r.run(r.acd.agent_login("a1"))
+    r.clock.now = T + 7
+    r.run(r.acd.agent_pause("a1", "lunch"))
+    r.run(r.acd.device_state("PJSIP/a1", DeviceStatus.INUSE))  # no change shown
+    r.run(r.acd.device_state("PJSIP/a1", DeviceStatus.NOT_INUSE))
+    r.clock.now = T + 9
+    r.run(r.acd.agent_unpause("a1"))
+    assert of(r.out, f.AgentStateChanged) == [
+        f.AgentStateChanged(T + 3, "a1", "available", ""),
+        f.AgentStateChanged(T + 7, "a1", "paused", "lunch"),
+        f.AgentStateChanged(T + 9, "a1", "available", ""),
+    ]

@@ -247,3 +247,19 @@ def test_discarding_what_a_sorted_bag_does_not_hold_changes_nothing():
     bag.discard((2, "b"))
     bag.discard((4, "d"))
     assert list(bag) == [(1, "a"), (3, "c")]
+
+
+def test_a_decision_log_line_carries_the_caller_queue_rule_choice_and_requirement():
+    acd, log = logged_rig([Q(strategy=Strategy.LINEAR, skills={"fr": 2})],
+                          [A("a1", skills={"fr": 1}), A("a2", skills={"fr": 4}), A("a3", skills={"fr": 4})])
+    ask(acd, "c1", skills={"fr": 3})
+    ask(acd, "c2")
+    assert log.decisions() == [
+        {"call_id": "c1", "queue": "sales", "rule": "linear:config-order", "chosen": ["a2"],
+         "considered": ["a2"], "ready": 3, "requirement": {"fr": 3}},  # a1 is ready but below the queue's level
+        {"call_id": "c2", "queue": "sales", "rule": "linear:config-order", "chosen": ["a3"],
+         "considered": ["a3"], "ready": 2, "requirement": {"fr": 2}},
+    ]
+    acd, log = logged_rig([Q()], [A("a1")])
+    ask(acd, "c1")
+    assert log.decisions()[0]["requirement"] is None  # nothing required: None, not {}

@@ -11,7 +11,7 @@ from callcenterd.core import commands as cmd
 from callcenterd.core import facts as f
 from callcenterd.core.acd import Acd
 from callcenterd.core.acd.errors import DuplicateCall
-from callcenterd.pbx.api import CallerId
+from callcenterd.pbx.api import CallerId, HoldSpec, WaitingCall
 
 T = FakeClock().now
 
@@ -127,3 +127,69 @@ def test_skill_levels_go_from_1_to_10():
 def test_a_caller_asking_less_than_the_queue_requires_gets_the_queue_level():
     r = Rig([Q(skills={"billing": 8})], [A("b5", skills={"billing": 5}), A("b8", skills={"billing": 8})])
     assert offered(r.call("sales", call_id="c1", skills={"billing": 3})) == [("c1", "b8")]
+
+
+@pytest.mark.parametrize("skills, priority, message", [
+    ({"": 3}, 0, "caller skill '': level must be an integer 1..10, got 3"),
+    ({5: 3}, 0, "caller skill 5: level must be an integer 1..10, got 3"),
+    ({"fr": 0}, 0, "caller skill 'fr': level must be an integer 1..10, got 0"),
+    ({"fr": "3"}, 0, "caller skill 'fr': level must be an integer 1..10, got '3'"),
+    ({}, "high", "priority must be an integer, got 'high'"),
+])
+def test_a_caller_with_a_bad_skill_or_priority_is_refused_saying_which(skills, priority, message):
+    r = Rig([Q()], [A("a1")])
+    with pytest.raises(ValueError) as err:
+        r.acd.call_waiting("c1", "cleg-c1", "pbx1", "sales", skills=skills, priority=priority)
+    assert message in str(err.value)
+    assert r.acd.waiting_view() == []
+
+
+# ------------------------------------------------ what the PBX and the records get on entry
+def test_a_new_caller_is_held_with_the_queues_music_its_place_and_its_estimate():
+    r = Rig([Q(moh_class="sales-moh", announce_every=30), Q("support")], [A("a1"), A("b1", queues=("support",))])
+    r.call("sales", call_id="c1")
+    r.clock.now = T + 4
+    out = r.run(r.acd.call_waiting("c2", "cleg-c2", "pbx1", "sales", priority=5, caller=CallerId("5550142", "Ann"),
+                                   skills={"fr": 2}))
+    (enq,) = of(out, f.CallerEnqueued)
+    assert enq == f.CallerEnqueued(T + 4, "c2", "sales", 1, 5, "5550142", enq.wait_estimate, False, 1)
+    assert enq.wait_estimate is not None
+    assert of(out, cmd.Hold) == [cmd.Hold("pbx1", WaitingCall("cleg-c2", "sales", T + 4, 5, "c2",
+                                                              CallerId("5550142", "Ann"), {"fr": 2}),
+                                          HoldSpec("sales-moh", 30, 1, enq.wait_estimate))]
+
+
+def test_a_readopted_caller_is_told_its_place_again_without_a_new_hold():
+    from callcenterd.pbx.api import PbxSnapshot
+
+    r = Rig([Q(moh_class="sales-moh", announce_every=30)], [], login=False)
+    r.clock.now = T + 100
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
+                                                 waiting=(WaitingCall("leg-a", "sales", T + 40, call_id="a"),))))
+    assert of(out, cmd.Hold) == []
+    assert of(out, cmd.UpdateHold) == [cmd.UpdateHold("pbx1", "leg-a", HoldSpec("sales-moh", 30, 1, None))]
+    assert of(out, f.CallerEnqueued) == [f.CallerEnqueued(T + 100, "a", "sales", 1, 0, "", None, True, 0)]
+
+
+def test_a_refusal_is_recorded_with_its_time_and_caller():
+    r = Rig([Q(max_callers=1, overflow_destination="full,s,1")], [], login=False)
+    r.call("sales", call_id="c1")
+    r.clock.now = T + 2
+    out = r.call("sales", call_id="c2")
+    assert of(out, f.CallerRejected) == [f.CallerRejected(T + 2, "c2", "sales", "full", "dialplan:full,s,1")]
+
+
+def test_a_caller_is_never_moved_back_to_a_queue_it_already_waited_in():
+    r = Rig([Q("a", max_wait=10, overflow_queue="b"), Q("b", max_wait=10, overflow_queue="a")], [], login=False)
+    r.call("a", call_id="c1")
+    r.advance(100)
+    assert [e.queue for e in of(r.out, f.CallerEnqueued)] == ["a", "b"]
+    assert of(r.out, f.CallEnded) == [f.CallEnded(T + 20, "c1", "timeout")]
+
+
+@pytest.mark.parametrize("join_empty", ["no", "strict"])
+def test_a_queue_that_refuses_callers_when_empty_lets_them_in_while_someone_is_staffed(join_empty):
+    r = Rig([Q(join_empty=join_empty)], [A("a1")])
+    r.call("sales", call_id="c1")
+    out = r.call("sales", call_id="c2")
+    assert of(out, f.CallerRejected) == [] and of(out, f.CallerEnqueued)[0].staffed == 1

@@ -263,3 +263,103 @@ def test_the_pause_reason_is_in_the_agent_state_fact_and_views():
 
 
 
+
+
+def test_callers_wait_on_when_the_last_agent_pauses_in_a_queue_that_never_empties():
+    r = Rig([Q(leave_empty="no")], [A("a1")])
+    r.call("sales", call_id="c0")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("sales", call_id="c1")
+    out = r.run(r.acd.agent_pause("a1", "break"))
+    assert of(out, f.CallerExitEmpty) == [] and [w["call_id"] for w in r.acd.waiting_view()] == ["c1"]
+
+
+def test_equally_skilled_agents_take_the_queues_own_skill_by_idle_time_then_config_order():
+    q = Q(strategy=Strategy.SKILLS, skills={"fr": 1})
+    r = Rig([q], [A("zed", skills={"fr": 5}), A("amy", skills={"fr": 5}), A("bob", skills={"fr": 5})], login=False)
+    r.run(r.acd.agent_login("amy"))
+    r.clock.now += 5
+    r.run(r.acd.agent_login("zed"))
+    r.run(r.acd.agent_login("bob"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "amy")]  # idle the longest
+    assert offered(r.call("sales", call_id="c2")) == [("c2", "zed")]  # same idle time as bob: listed first
+
+
+def test_a_caller_readopted_after_a_restart_keeps_the_skill_relaxation_it_had_earned():
+    from callcenterd.pbx.api import PbxSnapshot, WaitingCall
+
+    q = Q(strategy=Strategy.LINEAR, skills={"fr": 5}, skill_relax=((30, 1), (60, 2), (60, 3), (120, 4)))
+    r = Rig([q], [A("fr1", skills={"fr": 1}), A("fr2", skills={"fr": 2})])
+    now = r.clock.now
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
+                                                 waiting=(WaitingCall("leg-a", "sales", now - 60, call_id="a"),))))
+    assert offered(out) == [("a", "fr2")]  # waited exactly 60 s: three steps, fr 5 - 3
+
+
+def test_once_relaxation_drops_a_queue_skill_any_agent_of_the_queue_may_take_the_caller():
+    r = Rig([Q(skills={"fr": 1}, skill_relax=((10, 1),))], [A("en")])
+    assert offered(r.call("sales", call_id="c1")) == []
+    assert offered(r.advance(10)) == [("c1", "en")]
+
+
+def test_the_skills_strategy_ranks_by_the_queues_own_skill_when_the_caller_brings_none():
+    r = Rig([Q(strategy=Strategy.SKILLS, skills={"fr": 2})], [A("good", skills={"fr": 3}), A("best", skills={"fr": 9})],
+            login=False)
+    r.run(r.acd.agent_login("good"))
+    r.clock.now += 30  # good has waited longer; best is the most fluent
+    r.run(r.acd.agent_login("best"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "best")]
+
+
+def test_ring_all_adds_a_newly_free_agent_of_the_tier_already_ringing():
+    r = Rig([Q(strategy=Strategy.RING_ALL, ring_time=60)],
+            [A("senior", penalty={"sales": 1}), A("second", penalty={"sales": 1}), A("junior", penalty={"sales": 2})],
+            login=False)
+    r.run(r.acd.agent_login("senior"))
+    r.run(r.acd.agent_login("junior"))
+    assert offered(r.call("sales", call_id="c1")) == [("c1", "senior")]  # the lowest tier there is
+    assert offered(r.run(r.acd.agent_login("second"))) == [("c1", "second")]  # same tier: joins the ring
+
+
+def test_a_caller_readopted_after_a_long_wait_still_rings_one_agent_at_a_time():
+    from callcenterd.pbx.api import PbxSnapshot, WaitingCall
+
+    r = Rig([Q()], [A("a1"), A("a2")])
+    now = r.clock.now
+    out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
+                                                 waiting=(WaitingCall("leg-a", "sales", now - 45, call_id="a"),))))
+    assert offered(out) == [("a", "a1")]
+
+
+# ----------------------------------------------- several things to do in one event
+def test_an_agent_leaving_two_queues_empties_each_that_must_empty():
+    r = Rig([Q("aaa", leave_empty="strict"), Q("bbb", leave_empty="yes"), Q("ccc", leave_empty="strict")],
+            [A("a1", queues=("aaa", "bbb", "ccc")), A("b2", queues=("bbb",))])
+    r.run(r.acd.agent_pause("b2", "lunch"))  # bbb keeps a logged-in agent
+    r.call("bbb", call_id="in-b")  # a1 rings for it
+    r.call("ccc", call_id="in-c")
+    out = r.run(r.acd.agent_logout("a1"))  # aaa has no line at all; bbb waits for b2
+    assert [e.call_id for e in of(out, f.CallerExitEmpty)] == ["in-c"]
+    assert [w["call_id"] for w in r.acd.waiting_view()] == ["in-b"]
+
+
+def test_a_caller_leaving_an_empty_queue_is_offered_at_once_in_its_overflow_queue():
+    r = Rig([Q(leave_empty="strict", overflow_queue="backup"), Q("backup")],
+            [A("a1"), A("b1", queues=("backup",))])
+    r.call("sales", call_id="c0")
+    r.answer(leg_for(r.out, "a1"))
+    r.call("backup", call_id="c1")
+    r.answer(leg_for(r.out, "b1"))
+    r.call("sales", call_id="c2")
+    r.hangup("cleg-c1")  # b1 is free again, nobody waits in backup
+    out = r.run(r.acd.agent_pause("a1", "break"))  # sales is empty: c2 moves to backup
+    assert offered(out) == [("c2", "b1")]
+
+
+def test_an_agent_freed_by_an_originate_timeout_takes_the_next_caller_in_the_same_step():
+    r = Rig([Q(retry_delay=5)], [A("a1"), A("a2")])
+    r.call("sales", call_id="c1")
+    r.call("sales", call_id="c2")
+    r.call("sales", call_id="c3")
+    out = r.run(r.acd.offer_lost(leg_for(r.out, "a1", "c1")))
+    assert offered(out) == [("c3", "a1")]  # not c1 again for 5 s, and a2 is ringing for c2

@@ -460,3 +460,81 @@ def test_a_header_name_that_is_not_text_is_refused_as_unsafe():
 def test_a_smuggled_action_id_is_refused_naming_it():
     with pytest.raises(ValueError, match="ActionID"):
         encode_action("Ping", [("ActionID", "x")], action_id="y")
+
+
+def test_the_action_id_of_a_built_or_a_broken_message_is_read():
+    assert Message.from_pairs([("Response", "Success"), ("ActionID", "cc-7")]).action_id == "cc-7"
+    (msg,) = decode_all(b"Response: Success\r\nActionID: cc-\xe9\r\nEventList: start\r\n\r\n", banner=False)
+    assert (msg.action_id, msg.event_list) == ("cc-\ufffd", "start")
+
+
+def test_a_peer_that_opens_with_a_blank_line_is_not_an_ami_server():
+    with pytest.raises(ProtocolError):
+        AmiDecoder().feed(b"\r\nAsterisk Call Manager/11.0.0\r\n")
+
+
+def test_a_banner_may_take_a_kibibyte_and_no_more_and_the_error_says_so():
+    from callcenterd.protocols.ami.codec import MAX_BANNER_BYTES
+
+    assert AmiDecoder().feed(b"x" * MAX_BANNER_BYTES) == []
+    with pytest.raises(ProtocolError, match=f"no AMI banner in the first {MAX_BANNER_BYTES + 1} bytes"):
+        AmiDecoder().feed(b"x" * (MAX_BANNER_BYTES + 1))
+
+
+def test_a_banner_with_a_broken_byte_is_still_read():
+    dec = AmiDecoder()
+    dec.feed(b"Asterisk Call Manager/11.0.0 \xff\r\n")
+    assert dec.banner == "Asterisk Call Manager/11.0.0 \ufffd"
+
+
+@pytest.mark.parametrize("banner", [b"", BANNER])
+def test_a_partial_frame_may_reach_the_limit_and_no_further(banner):
+    dec = AmiDecoder(expect_banner=bool(banner), max_frame=100)
+    assert dec.feed(banner + b"Event: Big\r\nX: " + b"y" * (100 - 15)) == []
+    assert dec.buffered == 100
+    with pytest.raises(ProtocolError):
+        dec.feed(b"y")
+    assert dec.buffered == 0  # nothing kept once refused
+
+
+def test_every_byte_fed_is_searched_at_least_once():
+    dec = AmiDecoder(expect_banner=False)
+    data = b"Event: A\r\nX: 1\r\n\r\n" * 50 + b"Event: Half\r\n"
+    _feed_in_chunks(dec, data, 7)
+    assert len(data) <= dec.scanned <= 2 * len(data) + 3 * (len(data) // 7 + 1)
+
+
+def test_event_and_response_names_in_a_broken_encoding_are_still_read():
+    msgs = decode_all(b"Event: Jos\xe9\r\n\r\nResponse: Succ\xe9ss\r\n\r\n", banner=False)
+    assert [(m.kind, m.name, m.defective) for m in msgs] == [("Event", "Jos\ufffd", False),
+                                                             ("Response", "Succ\ufffdss", False)]
+    assert not Message.from_pairs([("Event", "X")]).defective
+
+
+def test_a_frame_read_at_once_is_searched_once_and_split_once():
+    frame = b"Event: A\r\nX: 1\r\n\r\n"
+    dec = AmiDecoder(expect_banner=False)
+    dec.feed(frame)
+    assert dec.scanned == 2 * len(frame)
+
+
+def test_a_frame_started_in_the_banners_read_ends_in_the_next_one():
+    dec = AmiDecoder()
+    assert dec.feed(BANNER + b"Event: FullyBooted\r\n") == []
+    assert [m.name for m in dec.feed(b"Status: Fully Booted\r\n\r\n")] == ["FullyBooted"]
+
+
+def test_frames_of_exactly_the_limit_pass_and_a_longer_tail_is_refused_at_once():
+    content = b"Event: Big\r\nX: " + b"y" * 85  # 100 bytes, then the blank line
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    assert [m.name for m in dec.feed(content + b"\r\n\r\n")] == ["Big"]
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    assert [m.name for m in dec.feed(b"Event: A\r\n\r\n" + b"z" * 100)] == ["A"]  # a tail at the limit waits
+    assert dec.buffered == 100
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    with pytest.raises(ProtocolError, match="exceeds 100"):
+        dec.feed(b"Event: A\r\n\r\n" + b"z" * 101)
+    assert dec.buffered == 0
+    dec = AmiDecoder(expect_banner=False, max_frame=100)
+    with pytest.raises(ProtocolError, match="exceeds 100"):
+        dec.feed(b"Event: A\r\n" + b"z" * 200 + b"\r\n\r\n")
