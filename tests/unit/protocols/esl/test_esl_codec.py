@@ -465,3 +465,24 @@ def test_json_events_are_written_as_freeswitch_writes_them():
         '{"Event-Name":"CUSTOM","Caller-Name":"Jos\u00e9"}'.encode())
     assert encode_event_json({"Event-Name": "CUSTOM"}, "h\u00e9") == (
         '{"Event-Name":"CUSTOM","Content-Length":"3","_body":"h\u00e9"}'.encode())
+
+
+@pytest.mark.parametrize("command, headers, message", [
+    ("api status\r\nexit", {}, "ESL command contains a forbidden control character"),
+    ("  ", {}, "empty ESL command"),
+    ("sendmsg", {"bad\nname": "x"}, "ESL header name contains a forbidden control character"),
+    ("sendmsg", {"execute-app-arg": "x\nevent-lock: true"}, "ESL header execute-app-arg contains"),
+    ("sendmsg", {"bad name": "x"}, "bad ESL header name 'bad name'"),
+    ("sendmsg", {"content-length": "5"}, "Content-Length is computed from the body"),
+])
+def test_a_refused_command_says_which_part_is_wrong(command, headers, message):
+    with pytest.raises(UnsafeValue) as err:
+        encode_command(command, headers)
+    assert message in str(err.value)
+
+
+def test_a_json_event_that_is_not_an_object_is_refused_saying_so_and_odd_bodies_become_text():
+    with pytest.raises(ProtocolError, match="JSON event is not an object"):
+        EslEvent.from_json(b'["Event-Name", "CUSTOM"]')
+    ev = EslEvent.from_json(b'{"Event-Name": "BACKGROUND_JOB", "_body": 42}')
+    assert (ev.body, ev.format) == ("42", "json")
