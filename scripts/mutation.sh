@@ -17,7 +17,39 @@ if [ ! -x "$PYTHON" ]; then
   echo "scripts/mutation.sh: no $PYTHON; run scripts/setup.sh first or set PYTHON" >&2
   exit 2
 fi
-if ! "$PYTHON" - <<'PY'
+if ! "$PYTHON" - <<'PY' 2>/dev/null
+import importlib.metadata as md, sys
+sys.exit(0 if md.version("mutmut").split(".")[0] == "3" else 1)
+PY
+then
+  echo "scripts/mutation.sh: installing mutmut 3 into $(dirname "$PYTHON")/.."
+  "$PYTHON" -m pip install -q 'mutmut>=3.8,<4'
+fi
+if [ "${1:-}" = "--fresh" ]; then
+  shift
+  rm -rf mutants
+fi
+
+# mutmut runs the tests from a copy in mutants/, so point the tests at the
+# captures beside the checkout (the tests' own default is relative to them).
+shared=$(cd .. && pwd)/shared/fixtures
+export CALLCENTERD_AST_FIXTURES=${CALLCENTERD_AST_FIXTURES:-$shared/asterisk-22}
+export CALLCENTERD_FS_FIXTURES=${CALLCENTERD_FS_FIXTURES:-$shared/freeswitch}
+
+started=$SECONDS
+log=$(mktemp -t callcenterd-mutmut.XXXXXX)
+set +e
+"$(dirname "$PYTHON")/mutmut" run --max-children "${MUTATION_JOBS:-$(nproc)}" "$@" > "$log" 2>&1
+rc=$?
+set -e
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 "$log"
+  echo "scripts/mutation.sh: mutmut failed (exit $rc); full log in $log" >&2
+  exit "$rc"
+fi
+mv -f "$log" mutants/run.log
+
+"$PYTHON" - <<'PY'
 """Score per module from mutmut's mutants/**/*.py.meta (exit code per mutant).
 
 score = killed / (mutants - skipped - no tests): a timeout, a type-check
