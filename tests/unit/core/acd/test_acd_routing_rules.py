@@ -363,3 +363,40 @@ def test_an_agent_freed_by_an_originate_timeout_takes_the_next_caller_in_the_sam
     r.call("sales", call_id="c3")
     out = r.run(r.acd.offer_lost(leg_for(r.out, "a1", "c1")))
     assert offered(out) == [("c3", "a1")]  # not c1 again for 5 s, and a2 is ringing for c2
+
+
+def test_an_agent_who_ends_a_call_while_its_second_line_rings_is_idle_since_the_end_of_that_call():
+    r = Rig([Q(ring_time=60)], [A("multi", max_concurrent=2)])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "multi", "c1"))
+    r.clock.now += 30
+    r.call("sales", call_id="c2")  # multi's free line rings
+    r.clock.now += 20
+    r.hangup("cleg-c1")  # multi's call ends; c2 still rings it
+    ended = r.clock.now
+    r.clock.now += 5
+    r.hangup("cleg-c2", Outcome.CANCELLED)  # c2 gives up: not multi's doing, and not a reason to jump the line
+    assert r.acd.agent_state("multi")["idle_since"] == ended
+
+
+def test_an_agent_talking_on_one_line_whose_second_line_is_withdrawn_stays_on_call():
+    r = Rig([Q(ring_time=60)], [A("multi", max_concurrent=2)])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "multi", "c1"))
+    r.call("sales", call_id="c2")
+    r.hangup("cleg-c2", Outcome.CANCELLED)
+    assert r.acd.agent_state("multi")["state"] == "on-call"
+
+
+def test_an_agent_who_misses_one_line_while_the_other_rings_stays_at_the_back_when_that_one_is_withdrawn():
+    r = Rig([Q(ring_time=60, busy_backoff=0)], [A("multi", max_concurrent=2, max_missed=0)])
+    r.advance(10)
+    r.call("sales", call_id="c1")
+    r.clock.now += 1
+    r.call("sales", call_id="c2")
+    r.clock.now += 4
+    r.hangup(leg_for(r.out, "multi", "c1"), Outcome.NO_ANSWER)  # a miss: back of the line
+    missed = r.clock.now
+    r.clock.now += 1
+    r.hangup("cleg-c2", Outcome.CANCELLED)
+    assert r.acd.agent_state("multi")["idle_since"] == missed
