@@ -36,15 +36,18 @@ if [ "${1:-}" = "--fresh" ]; then
   rm -rf mutants
 elif [ "${1:-}" = "--survivors" ]; then
   shift
-  if [ -d mutants ]; then "$PYTHON" - <<'PY'
+  if [ -d mutants ]; then "$PYTHON" - "$@" <<'PY'
 import json
+import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
+globs = sys.argv[1:] or ["*"]  # the same globs as the run, so nothing outside it is left unrun
 for meta in Path("mutants").rglob("*.py.meta"):
     data = json.loads(meta.read_text())
     codes = data["exit_code_by_key"]
     for name, code in codes.items():
-        if code in (0, 33):  # survived, no tests
+        if code in (0, 33) and any(fnmatch(name, g) for g in globs):  # survived, no tests
             codes[name] = None
     meta.write_text(json.dumps(data, indent=4))
 PY
