@@ -253,13 +253,13 @@ def test_the_estimate_sees_what_each_busy_agent_of_the_queue_is_doing():
 
     both = ("sales", "support")
     r = Rig([Q(strategy="linear", wrapup_time=10, ring_time=60), Q("support", strategy="linear")], [
-        A("ringer", queues=both),  # rings for c1
+        A("gone"),  # logged out
+        A("remote", node="pbx2"),  # another node: not this queue's staff here
+        A("ringer", queues=both, wrapup_time=7),  # rings for c1, with its own wrap-up
         A("talker", wrapup_time=20),  # on c2, with its own wrap-up
         A("wrapper", queues=both),  # in wrap-up after c3
         A("shared", queues=both),  # on c4
         A("deskphone", queues=both),  # busy on a call we did not set up
-        A("remote", node="pbx2"),  # another node: not this queue's staff here
-        A("gone"),  # logged out
     ])
     T = r.clock.now
     r.run(r.acd.agent_logout("gone"))
@@ -281,7 +281,7 @@ def test_the_estimate_sees_what_each_busy_agent_of_the_queue_is_doing():
     enqueued = est(r.call("sales", call_id="c6"))  # c1 is being offered: only c5 is ahead
     share = 2 / (2 + 2 + 1)  # demand (c5 and c6) against support's two callers, plus one
     busy = [
-        BusyAgent(10.0, ringing=True, share=share),
+        BusyAgent(7.0, ringing=True, share=share),
         BusyAgent(20.0, 30.0),
         BusyAgent(5.0, share=share),
         BusyAgent(10.0, 30.0, share=share),
