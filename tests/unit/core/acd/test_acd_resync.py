@@ -281,3 +281,28 @@ def test_a_first_snapshot_never_offers_a_caller_to_an_agent_it_shows_on_a_call()
     out = r.run(r.acd.pbx_up("pbx1", snap))
     assert offered(out) == []  # the device state alone would have freed a1
     assert r.acd.agent_state("a1")["call_ids"] == ["old"]
+
+
+def test_a_call_taken_back_after_a_restart_is_logged_for_the_operator():
+    """No fact records it (it never queued in this run): the info line is the only trace."""
+    import itertools
+    import random
+
+    from acd_harness import FakeClock
+
+    from callcenterd.core.acd import Acd
+
+    lines = []
+
+    class Log:
+        def info(self, event, **kw):
+            lines.append((event, kw))
+
+        debug = warning = info
+
+    ids = itertools.count(1)
+    acd = Acd([Q()], [A("a1")], FakeClock(), rng=random.Random(1), new_id=lambda: f"id-{next(ids)}", log=Log())
+    acd.agent_login("a1")
+    acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"al-old", "cl-old"}),
+                                   agent_legs=(LiveAgentLeg("al-old", "a1", bridged_to="cl-old", queue="sales"),)))
+    assert ("acd.call_readopted", {"call_id": "id-1", "agent": "a1", "leg_id": "al-old"}) in lines
