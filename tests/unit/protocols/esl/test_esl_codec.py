@@ -528,3 +528,8 @@ def test_header_blocks_and_bodies_may_reach_their_limits_and_no_further():
     assert [m.body for m in EslDecoder(max_frame=10).feed(frame)] == [b"b" * 10]
     with pytest.raises(ProtocolError, match="over the 9 limit"):
         EslDecoder(max_frame=9).feed(frame)
+
+
+def test_a_plain_event_with_a_stray_leading_newline_keeps_every_header():
+    assert EslEvent.from_plain(b"\nEvent-Name: CUSTOM\nJob-UUID: j-1\n\n").headers == {"Event-Name": "CUSTOM",
+                                                                                      "Job-UUID": "j-1"}
