@@ -176,14 +176,18 @@ def estimate_wait(view: QueueView) -> float:
         return answer + target * handle
     # step forward in time: releases to this queue, plus callers ahead who give up meanwhile
     ahead = view.ahead - view.ready
-    step = max(0.5, (target * handle / capacity if capacity > 0 else 1.0 / theta) / 100)
+    step = (target * handle / capacity if capacity > 0 else 1.0 / theta) / 100
+    if theta > 0:  # at most about 5 % of the callers ahead give up within one step
+        step = min(step, 0.05 / theta)
+    step = max(0.5, step)
     t, done, gone = 0.0, 0.0, 0.0
     for _ in range(100_000):
         if done + gone >= target:
             break
         nt = t + step
         nd = _releases(servers, nt, handle)
-        ng = gone + theta * step * max(0.0, ahead - done - gone)
+        # callers ahead decay exponentially within the step: never more than are left
+        ng = gone - math.expm1(-theta * step) * max(0.0, ahead - done - gone)
         if nd + ng >= target:  # interpolate inside the step
             t += step * (target - done - gone) / max(nd + ng - done - gone, 1e-9)
             break

@@ -261,7 +261,7 @@ class Routing(AcdState):
         if q.retry_delay > 0:
             call.excluded[agent.id] = now + q.retry_delay
             self._schedule("exclude", (call.call_id, agent.id), now + q.retry_delay)
-        agent.idle_since, agent.key_dirty = now, True
+        self._idle_from(agent, now)
         if outcome is not Outcome.CANCELLED:
             agent.missed += 1
             if agent.spec.max_missed and agent.missed >= agent.spec.max_missed and not agent.paused:
@@ -271,6 +271,14 @@ class Routing(AcdState):
                 self._pause(agent, "no-answer", out)
         self._touch(agent, out)
         self._refresh_call(call)
+
+    def _idle_from(self, agent: AgentRuntime, now: float) -> None:
+        """The agent goes to the back of the line (a call ended, an offer missed).
+        An offer still ringing on another line then gives back this place, not
+        an older one, if it is withdrawn (max_concurrent > 1)."""
+        agent.idle_since, agent.key_dirty = now, True
+        for leg in agent.legs.values():
+            leg.idle_before = now
 
     def _on_ring(self, leg_id: str, out: list[Output]) -> None:
         leg = self._legs[leg_id]
@@ -298,7 +306,7 @@ class Routing(AcdState):
         agent.calls_taken[q.name] = agent.calls_taken.get(q.name, 0) + 1
         agent.talk_time[q.name] = agent.talk_time.get(q.name, 0.0) + talk
         self._handle[q.name].add_talk(talk)
-        agent.idle_since, agent.key_dirty = now, True
+        self._idle_from(agent, now)
         if agent.logout_pending and not agent.legs:
             self._do_logout(agent, out)
             return

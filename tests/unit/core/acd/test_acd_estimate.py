@@ -253,13 +253,13 @@ def test_the_estimate_sees_what_each_busy_agent_of_the_queue_is_doing():
 
     both = ("sales", "support")
     r = Rig([Q(strategy="linear", wrapup_time=10, ring_time=60), Q("support", strategy="linear")], [
-        A("ringer", queues=both),  # rings for c1
+        A("gone"),  # logged out
+        A("remote", node="pbx2"),  # another node: not this queue's staff here
+        A("ringer", queues=both, wrapup_time=7),  # rings for c1, with its own wrap-up
         A("talker", wrapup_time=20),  # on c2, with its own wrap-up
         A("wrapper", queues=both),  # in wrap-up after c3
         A("shared", queues=both),  # on c4
         A("deskphone", queues=both),  # busy on a call we did not set up
-        A("remote", node="pbx2"),  # another node: not this queue's staff here
-        A("gone"),  # logged out
     ])
     T = r.clock.now
     r.run(r.acd.agent_logout("gone"))
@@ -281,7 +281,7 @@ def test_the_estimate_sees_what_each_busy_agent_of_the_queue_is_doing():
     enqueued = est(r.call("sales", call_id="c6"))  # c1 is being offered: only c5 is ahead
     share = 2 / (2 + 2 + 1)  # demand (c5 and c6) against support's two callers, plus one
     busy = [
-        BusyAgent(10.0, ringing=True, share=share),
+        BusyAgent(7.0, ringing=True, share=share),
         BusyAgent(20.0, 30.0),
         BusyAgent(5.0, share=share),
         BusyAgent(10.0, 30.0, share=share),
@@ -415,3 +415,21 @@ def test_callers_ahead_who_give_up_bring_the_caller_forward(v):
 def test_with_no_agent_at_all_each_caller_ahead_costs_a_whole_handle_time():
     # answer 4 + (2 ahead + 1 - 1/3) x (4 + 100 talk + 0 wrap-up)
     assert estimate_wait(view(ahead=2)) == pytest.approx(4 + (3 - 1 / 3) * 104)
+
+
+@pytest.mark.parametrize("abandons", [10.0, 5.0, 1.0])
+def test_a_queue_where_callers_give_up_fast_still_gets_the_models_wait(abandons):
+    # abandons per 60 s waited: with coarse steps the callers ahead once "gave up" faster than
+    # there were callers, and the 10th caller heard 45 s instead of about 62
+    v = _with_abandons(view(ahead=10, busy=[BusyAgent(0.0, talk_elapsed=60.0), BusyAgent(10.0, talk_elapsed=5.0)]),
+                       abandons, 60.0)
+    assert estimate_wait(v) == pytest.approx(_reference_wait_with_abandons(v), rel=0.02)
+
+
+def test_the_next_caller_for_an_agent_finishing_wrap_up_waits_about_the_answer_time():
+    assert estimate_wait(view(busy=[BusyAgent(0.2)])) == pytest.approx(4.0 + 0.2, abs=0.45)
+
+
+def test_short_calls_release_agents_as_a_stream_too():
+    v = view(ahead=3, ready=1, talk=0.8)
+    assert estimate_wait(v) == pytest.approx(_reference_wait(v), abs=0.05)

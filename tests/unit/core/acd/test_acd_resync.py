@@ -268,3 +268,41 @@ def test_a_caller_who_queued_during_the_outage_is_not_given_an_agent_still_on_a_
     assert offered(out) == [("w1", "a2")]  # w1 was stamped before "early" arrived; a1 is talking
     assert [e.call_id for e in of(out, f.CallerEnqueued)] == ["w1"]
     assert r.acd.agent_state("a1")["call_ids"] == ["old"]
+
+
+def test_a_first_snapshot_never_offers_a_caller_to_an_agent_it_shows_on_a_call():
+    from callcenterd.pbx.api import DeviceStatus
+
+    r = Rig([Q()], [A("a1")])  # the node was never marked down: the driver's first connection
+    r.run(r.acd.device_state("PJSIP/a1", DeviceStatus.INUSE))  # busy with a call we do not know yet
+    r.call("sales", call_id="c1")
+    snap = PbxSnapshot(legs=frozenset({"cleg-c1", "al-old", "cl-old"}), devices={"PJSIP/a1": DeviceStatus.NOT_INUSE},
+                       agent_legs=(LiveAgentLeg("al-old", "a1", call_id="old", bridged_to="cl-old", queue="sales"),))
+    out = r.run(r.acd.pbx_up("pbx1", snap))
+    assert offered(out) == []  # the device state alone would have freed a1
+    assert r.acd.agent_state("a1")["call_ids"] == ["old"]
+
+
+def test_a_call_taken_back_after_a_restart_is_logged_for_the_operator():
+    """No fact records it (it never queued in this run): the info line is the only trace."""
+    import itertools
+    import random
+
+    from acd_harness import FakeClock
+
+    from callcenterd.core.acd import Acd
+
+    lines = []
+
+    class Log:
+        def info(self, event, **kw):
+            lines.append((event, kw))
+
+        debug = warning = info
+
+    ids = itertools.count(1)
+    acd = Acd([Q()], [A("a1")], FakeClock(), rng=random.Random(1), new_id=lambda: f"id-{next(ids)}", log=Log())
+    acd.agent_login("a1")
+    acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"al-old", "cl-old"}),
+                                   agent_legs=(LiveAgentLeg("al-old", "a1", bridged_to="cl-old", queue="sales"),)))
+    assert ("acd.call_readopted", {"call_id": "id-1", "agent": "a1", "leg_id": "al-old"}) in lines

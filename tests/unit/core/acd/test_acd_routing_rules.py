@@ -7,6 +7,7 @@ hang-ups, agent commands, time) and reads its outputs (offers, facts, views).
 
 from collections import Counter
 
+import pytest
 from acd_harness import A, Q, Rig, leg_for, of, offered
 
 from callcenterd.core import facts as f
@@ -285,15 +286,19 @@ def test_equally_skilled_agents_take_the_queues_own_skill_by_idle_time_then_conf
     assert offered(r.call("sales", call_id="c2")) == [("c2", "zed")]  # same idle time as bob: listed first
 
 
-def test_a_caller_readopted_after_a_restart_keeps_the_skill_relaxation_it_had_earned():
+@pytest.mark.parametrize("steps, served_by", [
+    (((30, 1), (60, 2), (60, 3), (120, 4)), "fr2"),  # waited exactly 60 s: three steps due, fr 5 - 3
+    (((30, 1), (60, 2), (90, 3), (120, 4)), "fr3"),  # two steps due, fr 5 - 2
+])
+def test_a_caller_readopted_after_a_restart_keeps_the_skill_relaxation_it_had_earned(steps, served_by):
     from callcenterd.pbx.api import PbxSnapshot, WaitingCall
 
-    q = Q(strategy=Strategy.LINEAR, skills={"fr": 5}, skill_relax=((30, 1), (60, 2), (60, 3), (120, 4)))
-    r = Rig([q], [A("fr1", skills={"fr": 1}), A("fr2", skills={"fr": 2})])
+    q = Q(strategy=Strategy.LINEAR, skills={"fr": 5}, skill_relax=steps)
+    r = Rig([q], [A("fr1", skills={"fr": 1}), A("fr2", skills={"fr": 2}), A("fr3", skills={"fr": 3})])
     now = r.clock.now
     out = r.run(r.acd.pbx_up("pbx1", PbxSnapshot(legs=frozenset({"leg-a"}),
                                                  waiting=(WaitingCall("leg-a", "sales", now - 60, call_id="a"),))))
-    assert offered(out) == [("a", "fr2")]  # waited exactly 60 s: three steps, fr 5 - 3
+    assert offered(out) == [("a", served_by)]
 
 
 def test_once_relaxation_drops_a_queue_skill_any_agent_of_the_queue_may_take_the_caller():
@@ -363,3 +368,40 @@ def test_an_agent_freed_by_an_originate_timeout_takes_the_next_caller_in_the_sam
     r.call("sales", call_id="c3")
     out = r.run(r.acd.offer_lost(leg_for(r.out, "a1", "c1")))
     assert offered(out) == [("c3", "a1")]  # not c1 again for 5 s, and a2 is ringing for c2
+
+
+def test_an_agent_who_ends_a_call_while_its_second_line_rings_is_idle_since_the_end_of_that_call():
+    r = Rig([Q(ring_time=60)], [A("multi", max_concurrent=2)])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "multi", "c1"))
+    r.clock.now += 30
+    r.call("sales", call_id="c2")  # multi's free line rings
+    r.clock.now += 20
+    r.hangup("cleg-c1")  # multi's call ends; c2 still rings it
+    ended = r.clock.now
+    r.clock.now += 5
+    r.hangup("cleg-c2", Outcome.CANCELLED)  # c2 gives up: not multi's doing, and not a reason to jump the line
+    assert r.acd.agent_state("multi")["idle_since"] == ended
+
+
+def test_an_agent_talking_on_one_line_whose_second_line_is_withdrawn_stays_on_call():
+    r = Rig([Q(ring_time=60)], [A("multi", max_concurrent=2)])
+    r.call("sales", call_id="c1")
+    r.answer(leg_for(r.out, "multi", "c1"))
+    r.call("sales", call_id="c2")
+    r.hangup("cleg-c2", Outcome.CANCELLED)
+    assert r.acd.agent_state("multi")["state"] == "on-call"
+
+
+def test_an_agent_who_misses_one_line_while_the_other_rings_stays_at_the_back_when_that_one_is_withdrawn():
+    r = Rig([Q(ring_time=60, busy_backoff=0)], [A("multi", max_concurrent=2, max_missed=0)])
+    r.advance(10)
+    r.call("sales", call_id="c1")
+    r.clock.now += 1
+    r.call("sales", call_id="c2")
+    r.clock.now += 4
+    r.hangup(leg_for(r.out, "multi", "c1"), Outcome.NO_ANSWER)  # a miss: back of the line
+    missed = r.clock.now
+    r.clock.now += 1
+    r.hangup("cleg-c2", Outcome.CANCELLED)
+    assert r.acd.agent_state("multi")["idle_since"] == missed

@@ -279,3 +279,11 @@ def test_the_naive_formula_is_scored_in_total_and_per_interval_from_the_first_qu
     (row,) = compute_kpis(naive_morning(), by, KpiSettings(), tz=UTC)
     # 180 - 10, 45 - 30, and the moved caller: 3 x 90 (sales, where it entered) / 1 - 65 held
     assert (row.naive_samples, row.naive_mae_s, row.naive_bias_s) == (3, 130.0, 130.0)
+
+
+def test_an_answered_call_whose_queue_stay_was_not_closed_counts_its_talk_in_its_last_queue():
+    lost = answered("n5", hold=10.0, talk=200.0)
+    lost.position_at_entry, lost.staffed_at_entry = 1, 1
+    lost.queues[0].result = "waiting"  # the answer fact never reached the journey's segment
+    (row,) = compute_kpis([lost], "total", KpiSettings())
+    assert (row.naive_samples, row.naive_mae_s) == (1, 190.0)  # 1 x 200 / 1 - 10

@@ -465,3 +465,71 @@ def test_json_events_are_written_as_freeswitch_writes_them():
         '{"Event-Name":"CUSTOM","Caller-Name":"Jos\u00e9"}'.encode())
     assert encode_event_json({"Event-Name": "CUSTOM"}, "h\u00e9") == (
         '{"Event-Name":"CUSTOM","Content-Length":"3","_body":"h\u00e9"}'.encode())
+
+
+@pytest.mark.parametrize("command, headers, message", [
+    ("api status\r\nexit", {}, "ESL command contains a forbidden control character"),
+    ("  ", {}, "empty ESL command"),
+    ("sendmsg", {"bad\nname": "x"}, "ESL header name contains a forbidden control character"),
+    ("sendmsg", {"execute-app-arg": "x\nevent-lock: true"}, "ESL header execute-app-arg contains"),
+    ("sendmsg", {"bad name": "x"}, "bad ESL header name 'bad name'"),
+    ("sendmsg", {"content-length": "5"}, "Content-Length is computed from the body"),
+])
+def test_a_refused_command_says_which_part_is_wrong(command, headers, message):
+    with pytest.raises(UnsafeValue) as err:
+        encode_command(command, headers)
+    assert message in str(err.value)
+
+
+def test_a_json_event_that_is_not_an_object_is_refused_saying_so_and_odd_bodies_become_text():
+    with pytest.raises(ProtocolError, match="JSON event is not an object"):
+        EslEvent.from_json(b'["Event-Name", "CUSTOM"]')
+    ev = EslEvent.from_json(b'{"Event-Name": "BACKGROUND_JOB", "_body": 42}')
+    assert (ev.body, ev.format) == ("42", "json")
+
+
+def test_an_event_made_in_code_has_no_body_and_is_plain():
+    ev = EslEvent({"Event-Name": "CUSTOM"})
+    assert (ev.body, ev.format) == ("", "plain")
+
+
+def test_a_broken_json_event_is_refused_saying_so():
+    with pytest.raises(ProtocolError, match="bad JSON event"):
+        EslEvent.from_json(b'{"Event-Name": ')
+    with pytest.raises(ProtocolError, match="bad JSON event: nested too deeply"):
+        EslEvent.from_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_a_failed_decoder_refuses_more_input_saying_why():
+    dec = EslDecoder()
+    with pytest.raises(ProtocolError):
+        dec.feed(b"Content-Type: command/reply\nContent-Length: x\n\n")
+    with pytest.raises(ProtocolError, match="decoder already failed; drop the connection"):
+        dec.feed(b"Content-Type: command/reply\n\n")
+
+
+def test_lenient_outer_header_lines_split_at_the_first_colon_and_names_must_be_printable():
+    (msg,) = EslDecoder().feed(b"Content-Type:command/reply\nReply-Text:+OK job:1\n\n")
+    assert msg.headers == {"Content-Type": "command/reply", "Reply-Text": "+OK job:1"}
+    with pytest.raises(ProtocolError, match="malformed ESL header line"):
+        EslDecoder().feed(b"Content-Type: command/reply\nBad\x01Name: x\n\n")
+
+
+def test_header_blocks_and_bodies_may_reach_their_limits_and_no_further():
+    head = b"Content-Type: api/response\nX: " + b"a" * 30  # 60 bytes
+    dec = EslDecoder(max_header=60)
+    assert dec.feed(head) == [] and dec.buffered == 60
+    with pytest.raises(ProtocolError, match="header block over 60 bytes"):
+        dec.feed(b"a")
+    assert [m.content_type for m in EslDecoder(max_header=60).feed(head + b"\n\n")] == ["api/response"]
+    with pytest.raises(ProtocolError, match="header block over 60 bytes"):
+        EslDecoder(max_header=60).feed(head + b"a\n\n")
+    frame = b"Content-Type: api/response\nContent-Length: 10\n\n" + b"b" * 10
+    assert [m.body for m in EslDecoder(max_frame=10).feed(frame)] == [b"b" * 10]
+    with pytest.raises(ProtocolError, match="over the 9 limit"):
+        EslDecoder(max_frame=9).feed(frame)
+
+
+def test_a_plain_event_with_a_stray_leading_newline_keeps_every_header():
+    assert EslEvent.from_plain(b"\nEvent-Name: CUSTOM\nJob-UUID: j-1\n\n").headers == {"Event-Name": "CUSTOM",
+                                                                                      "Job-UUID": "j-1"}
