@@ -448,7 +448,7 @@ class CampaignService:
         for camp in self._campaigns.values():
             if camp.dialer.spec.mode is not DialMode.PREVIEW:
                 continue
-            held = camp.dialer._preview.get(agent)  # the lead on this agent's screen
+            held = camp.dialer.previewing(agent)
             if held is None or held.lead_id != lead_id:
                 continue
             out = camp.dialer.preview_accept(agent, lead_id) if accept else camp.dialer.preview_skip(agent, lead_id)

@@ -670,6 +670,10 @@ class CampaignDialer:
             return replace(lead, state=LeadState.PREVIEW)
         return None
 
+    def previewing(self, agent: str) -> Lead | None:
+        """The lead on ``agent``'s preview screen, if any."""
+        return self._preview.get(agent)
+
     def _held(self, agent: str, lead_id: int) -> Lead:
         lead = self._preview.get(agent)
         if lead is None or lead.lead_id != lead_id:

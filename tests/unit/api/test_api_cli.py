@@ -1,17 +1,13 @@
 """The CLI commands against a real API server running in a background thread."""
 
-import asyncio
 import json
 import socket
-import threading
 
 import pytest
 
 from callcenterd.api.cli_commands import format_duration, format_table
 from callcenterd.api.client import TOKEN_ENV, ApiClient, ApiError, TokenError, load_token
-from callcenterd.api.http import ApiServer, build_app
-
-from tests.unit.api.conftest import TOKEN
+from tests.unit.api.conftest import TOKEN, api_in_thread
 
 
 class UnknownAgent(KeyError):
@@ -60,24 +56,8 @@ class FakeControl:
 def server():
     """Run the API on its own loop in a thread, as the daemon would run it."""
     control = FakeControl()
-    loop = asyncio.new_event_loop()
-    api = ApiServer(build_app(control, TOKEN), "127.0.0.1", 0)
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(api.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(5)
-    yield control, api.url
-    asyncio.run_coroutine_threadsafe(api.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with api_in_thread(control) as url:
+        yield control, url
 
 
 

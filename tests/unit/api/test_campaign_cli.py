@@ -1,12 +1,8 @@
 """`callcenterd campaign ...` against a real API server (thread) with fake campaigns."""
 
-import asyncio
-import threading
-
 import pytest
 
-from callcenterd.api.http import ApiServer, build_app
-from tests.unit.api.conftest import TOKEN
+from tests.unit.api.conftest import api_in_thread
 from tests.unit.api.test_api_cli import FakeControl
 
 
@@ -44,24 +40,8 @@ class FakeCampaigns:
 @pytest.fixture
 def campaigns():
     fake = FakeCampaigns()
-    loop = asyncio.new_event_loop()
-    api = ApiServer(build_app(FakeControl(), TOKEN, fake), "127.0.0.1", 0)
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(api.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(5)
-    yield fake, api.url
-    asyncio.run_coroutine_threadsafe(api.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with api_in_thread(FakeControl(), fake) as url:
+        yield fake, url
 
 
 def test_campaign_start_and_pause_from_the_cli(campaigns, cli, capsys):
